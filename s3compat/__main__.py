@@ -1,0 +1,5 @@
+import sys
+
+from s3compat.cli import main
+
+sys.exit(main())

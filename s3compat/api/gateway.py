@@ -1,0 +1,158 @@
+"""The HTTP edge: one Starlette endpoint that routes, authenticates and dispatches.
+
+Order per request: reserved paths (`/-/…`, which can never be a bucket) → routing table →
+SigV4 → the operation's handler. Authentication happens before the body is read, so
+`Expect: 100-continue` clients are refused before they send a byte. Every response, error
+or not, carries x-amz-request-id and x-amz-id-2.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import os
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Mount, request_response
+from starlette.types import Lifespan
+
+from s3compat.api import sigv4
+from s3compat.api.context import ClientGone, RequestContext, Services
+from s3compat.api.credentials import CredentialStore
+from s3compat.api.errors import as_s3_error, render_error
+from s3compat.api.handlers import buckets, listing, objects
+from s3compat.api.routing import Op, route
+from s3compat.core import errors
+
+log = logging.getLogger("s3compat.access")
+
+Handler = Callable[[RequestContext], Awaitable[Response]]
+
+HANDLERS: dict[Op, Handler] = {
+    Op.LIST_BUCKETS: buckets.list_buckets,
+    Op.CREATE_BUCKET: buckets.create_bucket,
+    Op.HEAD_BUCKET: buckets.head_bucket,
+    Op.DELETE_BUCKET: buckets.delete_bucket,
+    Op.GET_BUCKET_LOCATION: buckets.get_bucket_location,
+    Op.LIST_OBJECTS: listing.list_objects,
+    Op.LIST_OBJECTS_V2: listing.list_objects_v2,
+    Op.PUT_OBJECT: objects.put_object,
+    Op.GET_OBJECT: objects.get_object,
+    Op.HEAD_OBJECT: objects.head_object,
+    Op.DELETE_OBJECT: objects.delete_object,
+}
+
+HealthCheck = Callable[[], Awaitable[tuple[bool, dict[str, object]]]]
+
+
+def _request_id() -> str:
+    return base64.b32encode(os.urandom(10)).decode("ascii")
+
+
+class Gateway:
+    def __init__(
+        self,
+        services: Services | None,
+        credentials: CredentialStore,
+        health: HealthCheck,
+        *,
+        virtual_host_domain: str | None = None,
+    ) -> None:
+        self.services = services
+        self.credentials = credentials
+        self.health = health
+        self.virtual_host_domain = virtual_host_domain
+
+    async def handle(self, request: Request) -> Response:
+        request_id = _request_id()
+        started = time.monotonic()
+        raw_path = request.scope.get("raw_path") or request.url.path.encode()
+        raw_path_s = raw_path.decode("latin-1")
+        raw_query = request.scope.get("query_string", b"").decode("latin-1")
+        head = request.method == "HEAD"
+        try:
+            if raw_path_s.startswith("/-/") and not self._is_virtual_host(request):
+                response = await self._reserved(raw_path_s)
+            else:
+                response = await self._s3(request, raw_path_s, raw_query)
+        except BaseException as exc:  # every failure becomes an S3 error document
+            if isinstance(exc, ClientGone):
+                log.info("%s client disconnected mid-body", request_id)
+                response = Response(status_code=400)
+            else:
+                err = as_s3_error(exc, f"request {request_id}")
+                response = render_error(
+                    err, resource=request.url.path, request_id=request_id, head=head
+                )
+            if not isinstance(exc, Exception):
+                raise
+        response.headers["x-amz-request-id"] = request_id
+        response.headers["x-amz-id-2"] = request_id
+        op_name = getattr(request.state, "op", "-")
+        log.info(
+            "%s %s %s %s %d %.1fms",
+            request_id,
+            request.method,
+            request.url.path,
+            op_name,
+            response.status_code,
+            (time.monotonic() - started) * 1000,
+        )
+        return response
+
+    def _is_virtual_host(self, request: Request) -> bool:
+        host = (request.headers.get("host") or "").split(":")[0].lower()
+        domain = self.virtual_host_domain
+        return bool(domain) and host.endswith("." + domain.lower())  # type: ignore[union-attr]
+
+    async def _reserved(self, path: str) -> Response:
+        if path == "/-/health":
+            ok, report = await self.health()
+            return JSONResponse(report, status_code=200 if ok else 503)
+        raise errors.NoSuchKey()
+
+    async def _s3(self, request: Request, raw_path: str, raw_query: str) -> Response:
+        headers = [
+            (k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in request.headers.raw
+        ]
+        found = route(
+            request.method,
+            raw_path,
+            raw_query,
+            request.headers.get("host"),
+            virtual_host_domain=self.virtual_host_domain,
+            headers=request.headers,
+        )
+        auth = sigv4.authenticate(
+            request.method,
+            raw_path,
+            raw_query,
+            headers,
+            self.credentials.lookup_secret,
+            datetime.now(UTC),
+        )
+        user = self.credentials.user_for(auth.access_key)
+        if user is None:  # the key was removed between the two lookups
+            raise errors.InvalidAccessKeyId()
+        request.state.op = found.op.value
+        handler = HANDLERS.get(found.op)
+        if handler is None:
+            raise errors.NotImplementedError_(f"{found.op.value} is not implemented.")
+        if self.services is None:  # still starting up
+            raise errors.ServiceUnavailable()
+        ctx = RequestContext(request, found, auth, user, self.services)
+        return await handler(ctx)
+
+
+def build_app(gateway: Gateway, lifespan: Lifespan[Starlette] | None = None) -> Starlette:
+    return Starlette(
+        # A Mount, not a Route: every method and path reaches the gateway, which answers
+        # S3 errors itself (a Route would send plain-text 405s for unknown methods).
+        routes=[Mount("", app=request_response(gateway.handle))],
+        lifespan=lifespan,
+    )

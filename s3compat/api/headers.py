@@ -1,0 +1,116 @@
+"""Parsing and producing the HTTP headers of object requests."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from collections.abc import Mapping
+from email.utils import format_datetime
+
+from s3compat.core import errors
+from s3compat.core.models import ObjectRecord
+
+# Standard headers S3 stores with an object and returns on GET/HEAD (canonical case).
+STORED_HEADERS = (
+    "Content-Disposition",
+    "Content-Encoding",
+    "Content-Language",
+    "Cache-Control",
+    "Expires",
+)
+META_PREFIX = "x-amz-meta-"
+MAX_USER_META_BYTES = 2048
+DEFAULT_CONTENT_TYPE = "binary/octet-stream"
+
+_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+
+
+def content_md5(headers: Mapping[str, str]) -> bytes | None:
+    value = headers.get("content-md5")
+    if value is None:
+        return None
+    try:
+        digest = base64.b64decode(value.strip(), validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise errors.InvalidDigest() from exc
+    if len(digest) != 16:
+        raise errors.InvalidDigest()
+    return digest
+
+
+def content_length(headers: Mapping[str, str]) -> int | None:
+    value = headers.get("content-length")
+    if value is None:
+        return None
+    if not value.isdigit():
+        raise errors.InvalidArgument("Content-Length is not a number.")
+    return int(value)
+
+
+def stored_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    """The standard headers of a PUT that are kept with the object."""
+    return {name: headers[name.lower()] for name in STORED_HEADERS if name.lower() in headers}
+
+
+def user_metadata(raw: list[tuple[str, str]]) -> dict[str, str]:
+    """x-amz-meta-* headers (names lower-cased, prefix removed); 2 KB in total at most."""
+    meta: dict[str, str] = {}
+    total = 0
+    for name, value in raw:
+        if name.startswith(META_PREFIX):
+            short = name[len(META_PREFIX) :]
+            # Several headers of one name are joined with commas, as HTTP allows.
+            meta[short] = f"{meta[short]},{value}" if short in meta else value
+            total += len(short.encode()) + len(value.encode())
+    if total > MAX_USER_META_BYTES:
+        raise errors.MetadataTooLarge(MaxSizeAllowed=str(MAX_USER_META_BYTES))
+    return meta
+
+
+def parse_range(value: str | None, size: int) -> tuple[int, int] | None:
+    """The (first, last) bytes of a single Range header, or None for the whole object.
+
+    A header S3 cannot parse (several ranges, another unit) is ignored as S3 does;
+    a well-formed but unsatisfiable one is InvalidRange (416).
+    """
+    if value is None:
+        return None
+    match = _RANGE.match(value.strip())
+    if match is None:
+        return None
+    start, end = match.group(1), match.group(2)
+    if not start and not end:
+        return None
+    if not start:
+        suffix = int(end)
+        if suffix == 0 or size == 0:
+            raise errors.InvalidRange(ActualObjectSize=str(size), RangeRequested=value)
+        return max(0, size - suffix), size - 1
+    first = int(start)
+    last = int(end) if end else size - 1
+    if last < first:
+        return None
+    if first >= size:
+        raise errors.InvalidRange(ActualObjectSize=str(size), RangeRequested=value)
+    return first, min(last, size - 1)
+
+
+def http_date(record: ObjectRecord) -> str:
+    return format_datetime(record.last_modified.replace(microsecond=0), usegmt=True)
+
+
+def object_headers(record: ObjectRecord) -> dict[str, str]:
+    """Headers common to GetObject and HeadObject."""
+    out = {
+        "ETag": record.etag,
+        "Last-Modified": http_date(record),
+        "Accept-Ranges": "bytes",
+        "Content-Type": record.content_type or DEFAULT_CONTENT_TYPE,
+    }
+    out.update(record.headers)
+    for name, value in record.user_meta.items():
+        out[META_PREFIX + name] = value
+    if record.parts_count is not None:
+        out["x-amz-mp-parts-count"] = str(record.parts_count)
+    return out

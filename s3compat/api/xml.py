@@ -1,0 +1,199 @@
+"""The only place XML is parsed or built (lxml).
+
+Parsing never resolves entities, never touches the network and refuses huge or deeply
+nested documents, so XXE and "billion laughs" bodies are rejected as MalformedXML.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from urllib.parse import quote
+
+from lxml import etree
+
+from s3compat.core import errors
+
+S3_NS = "http://s3.amazonaws.com/doc/2006-03-01/"
+MAX_XML_BYTES = 1 << 20
+MAX_DEPTH = 32
+
+_PARSER = etree.XMLParser(
+    resolve_entities=False,
+    no_network=True,
+    dtd_validation=False,
+    load_dtd=False,
+    huge_tree=False,
+    remove_blank_text=True,
+)
+
+
+def parse(body: bytes) -> etree._Element:
+    """Parse a request document, or raise MalformedXML."""
+    if len(body) > MAX_XML_BYTES:
+        raise errors.MalformedXML()
+    try:
+        root = etree.fromstring(body, _PARSER)
+    except etree.XMLSyntaxError as exc:
+        raise errors.MalformedXML() from exc
+    if root.getroottree().docinfo.internalDTD is not None or _depth(root) > MAX_DEPTH:
+        raise errors.MalformedXML()
+    return root
+
+
+def _depth(el: etree._Element) -> int:
+    deepest = 0
+    stack = [(el, 1)]
+    while stack:
+        node, depth = stack.pop()
+        deepest = max(deepest, depth)
+        stack.extend((child, depth + 1) for child in node)
+    return deepest
+
+
+def local_name(el: etree._Element) -> str:
+    return etree.QName(el).localname
+
+
+def child_text(el: etree._Element, name: str) -> str | None:
+    """Text of the first child called `name`, in the S3 namespace or none."""
+    for child in el:
+        if isinstance(child.tag, str) and local_name(child) == name:
+            return child.text or ""
+    return None
+
+
+def timestamp(value: datetime) -> str:
+    """ISO 8601 with milliseconds and Z, as S3 writes dates in XML."""
+    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+
+
+def _sub(parent: etree._Element, name: str, text: str | None = None) -> etree._Element:
+    el = etree.SubElement(parent, name)
+    if text is not None:
+        el.text = text
+    return el
+
+
+def _doc(root: etree._Element) -> bytes:
+    out: bytes = etree.tostring(root, xml_declaration=True, encoding="UTF-8")
+    return out
+
+
+def _root(name: str) -> etree._Element:
+    return etree.Element(name, nsmap={None: S3_NS})  # type: ignore[dict-item]
+
+
+# --- documents ------------------------------------------------------------------------
+
+
+def error_document(
+    code: str, message: str, resource: str, request_id: str, extra: dict[str, str]
+) -> bytes:
+    root = etree.Element("Error")
+    _sub(root, "Code", code)
+    _sub(root, "Message", message)
+    for name, value in extra.items():
+        _sub(root, name, value)
+    _sub(root, "Resource", resource)
+    _sub(root, "RequestId", request_id)
+    return _doc(root)
+
+
+def list_all_my_buckets(owner: str, buckets: Iterable[tuple[str, datetime, str]]) -> bytes:
+    root = _root("ListAllMyBucketsResult")
+    own = _sub(root, "Owner")
+    _sub(own, "ID", owner)
+    _sub(own, "DisplayName", owner)
+    container = _sub(root, "Buckets")
+    for name, created, region in buckets:
+        b = _sub(container, "Bucket")
+        _sub(b, "Name", name)
+        _sub(b, "CreationDate", timestamp(created))
+        _sub(b, "BucketRegion", region)
+    return _doc(root)
+
+
+def location_constraint(region: str) -> bytes:
+    """us-east-1 is reported as an empty LocationConstraint, as S3 does."""
+    root = _root("LocationConstraint")
+    if region != "us-east-1":
+        root.text = region
+    return _doc(root)
+
+
+def parse_create_bucket_configuration(body: bytes) -> str | None:
+    """The LocationConstraint of a CreateBucket body (None if the body is empty)."""
+    if not body.strip():
+        return None
+    root = parse(body)
+    if local_name(root) != "CreateBucketConfiguration":
+        raise errors.MalformedXML()
+    value = child_text(root, "LocationConstraint")
+    return value or None
+
+
+def list_objects(
+    *,
+    v2: bool,
+    bucket: str,
+    prefix: str,
+    delimiter: str | None,
+    max_keys: int,
+    encode: bool,
+    contents: Iterable[tuple[str, datetime, str, int]],
+    common_prefixes: Iterable[str],
+    is_truncated: bool,
+    owner: str | None,
+    marker: str | None = None,
+    next_marker: str | None = None,
+    start_after: str | None = None,
+    continuation_token: str | None = None,
+    next_continuation_token: str | None = None,
+    key_count: int = 0,
+) -> bytes:
+    """ListBucketResult for ListObjects (v1) and ListObjectsV2.
+
+    With encoding-type=url, names are percent-encoded (botocore decodes them with
+    unquote_plus, so a literal `+` must travel as %2B).
+    """
+
+    def enc(value: str) -> str:
+        return quote(value, safe="/") if encode else value
+
+    root = _root("ListBucketResult")
+    _sub(root, "Name", bucket)
+    _sub(root, "Prefix", enc(prefix))
+    if v2:
+        if start_after is not None:
+            _sub(root, "StartAfter", enc(start_after))
+        if continuation_token is not None:
+            _sub(root, "ContinuationToken", continuation_token)
+        if next_continuation_token is not None:
+            _sub(root, "NextContinuationToken", next_continuation_token)
+        _sub(root, "KeyCount", str(key_count))
+    else:
+        _sub(root, "Marker", enc(marker or ""))
+        if next_marker is not None:
+            _sub(root, "NextMarker", enc(next_marker))
+    _sub(root, "MaxKeys", str(max_keys))
+    if delimiter is not None:
+        _sub(root, "Delimiter", enc(delimiter))
+    if encode:
+        _sub(root, "EncodingType", "url")
+    _sub(root, "IsTruncated", "true" if is_truncated else "false")
+    for key, modified, etag, size in contents:
+        c = _sub(root, "Contents")
+        _sub(c, "Key", enc(key))
+        _sub(c, "LastModified", timestamp(modified))
+        _sub(c, "ETag", etag)
+        _sub(c, "Size", str(size))
+        if owner is not None:
+            o = _sub(c, "Owner")
+            _sub(o, "ID", owner)
+            _sub(o, "DisplayName", owner)
+        _sub(c, "StorageClass", "STANDARD")
+    for cp in common_prefixes:
+        p = _sub(root, "CommonPrefixes")
+        _sub(p, "Prefix", enc(cp))
+    return _doc(root)

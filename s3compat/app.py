@@ -1,0 +1,143 @@
+"""Composition root: settings → pool, node clients, ring, janitor → Starlette app.
+
+The only module that wires the layers together (api, service, metadata, nodes).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from datetime import timedelta
+
+from starlette.applications import Starlette
+
+from s3compat.api.context import Services
+from s3compat.api.credentials import CredentialStore
+from s3compat.api.gateway import Gateway, build_app
+from s3compat.core.layout import PLAIN_SPLIT, Codec
+from s3compat.metadata.repository import PgMetadata, open_pool
+from s3compat.nodes.cluster import NodeCluster
+from s3compat.service.buckets import BucketService
+from s3compat.service.janitor import Janitor
+from s3compat.service.objects import ObjectService
+from s3compat.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def credentials_from(settings: Settings) -> CredentialStore:
+    return CredentialStore(
+        access_key=settings.access_key,
+        secret_key=settings.secret_key,
+        user=settings.user,
+        path=settings.credentials_file,
+    )
+
+
+class Runtime:
+    """The live resources of one gateway process, opened and closed by the lifespan."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.meta: PgMetadata | None = None
+        self.cluster = NodeCluster(deadline=settings.node_deadline)
+        self.janitor_task: asyncio.Task[None] | None = None
+
+    def janitor(self) -> Janitor:
+        assert self.meta is not None
+        return Janitor(
+            self.meta,
+            self.cluster,
+            stale_write_after=timedelta(seconds=self.settings.stale_write_after),
+            retry_after=timedelta(seconds=self.settings.janitor_retry),
+        )
+
+    async def open(self) -> None:
+        s = self.settings
+        if not s.database_url:
+            raise SystemExit("DATABASE_URL is not set")
+        pool = await open_pool(s.database_url)
+        self.meta = PgMetadata(pool, delete_grace=timedelta(seconds=s.delete_grace))
+        for node_id, address in s.nodes:
+            await self.meta.upsert_node(node_id, address)
+        self.cluster.update(await self.meta.list_nodes())
+
+    async def close(self) -> None:
+        if self.janitor_task is not None:
+            self.janitor_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.janitor_task
+        await self.cluster.close()
+        if self.meta is not None:
+            await self.meta.close()
+
+    async def health(self) -> tuple[bool, dict[str, object]]:
+        """Database and per-node status, for /-/health. No addresses or secrets."""
+        report: dict[str, object] = {}
+        ok = True
+        try:
+            assert self.meta is not None
+            await asyncio.wait_for(self.meta.ping(), 5)
+            report["database"] = {"status": "ok"}
+        except Exception as exc:
+            ok = False
+            report["database"] = {"status": "unavailable", "error": type(exc).__name__}
+        results: dict[str, object] = {}
+        clients = self.cluster.all_clients()
+        checks = await asyncio.gather(*(c.health() for c in clients), return_exceptions=True)
+        for client, result in zip(clients, checks, strict=True):
+            if isinstance(result, BaseException):
+                ok = False
+                results[client.node_id] = {"status": "unavailable", "error": type(result).__name__}
+            else:
+                results[client.node_id] = {
+                    "status": "ok",
+                    "used_bytes": result.used_bytes,
+                    "free_bytes": result.free_bytes,
+                    "chunk_count": result.chunk_count,
+                }
+        report["nodes"] = results
+        report["status"] = "ok" if ok else "degraded"
+        return ok, report
+
+
+def create_app(settings: Settings | None = None) -> Starlette:
+    """The ASGI app for one gateway process (uvicorn calls this as a factory)."""
+    settings = settings or Settings.from_env()
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
+    runtime = Runtime(settings)
+    credentials = credentials_from(settings)
+    codec = Codec(PLAIN_SPLIT.k, PLAIN_SPLIT.m, settings.fragment_size)
+
+    gateway = Gateway(
+        services=None,  # set by the lifespan, once the pool exists
+        credentials=credentials,
+        health=runtime.health,
+        virtual_host_domain=settings.virtual_host_domain,
+    )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await runtime.open()
+        assert runtime.meta is not None
+        gateway.services = Services(
+            buckets=BucketService(runtime.meta, settings.region),
+            objects=ObjectService(
+                runtime.meta, runtime.cluster, codec, max_put_size=settings.max_put_size
+            ),
+            region=settings.region,
+        )
+        runtime.janitor_task = asyncio.create_task(
+            runtime.janitor().run_forever(settings.janitor_interval)
+        )
+        try:
+            yield
+        finally:
+            await runtime.close()
+
+    return build_app(gateway, lifespan)

@@ -1,0 +1,115 @@
+"""Domain records passed between the service layer and its adapters."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from s3compat.core.layout import BlobLayout, Codec
+
+
+@dataclass(frozen=True, slots=True)
+class Bucket:
+    name: str
+    owner: str
+    region: str
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class NodeInfo:
+    node_id: str
+    address: str
+    state: str  # active | draining | down
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkPlacement:
+    index: int
+    node_id: str
+    frag_sums: bytes  # concatenated xxh3_64 digests, one per stored fragment
+
+
+@dataclass(frozen=True, slots=True)
+class Blob:
+    """An immutable run of bytes stored as six chunks; what an object (or part) points at."""
+
+    blob_id: uuid.UUID
+    codec: Codec
+    size: int
+    chunks: tuple[ChunkPlacement, ...]
+
+    @property
+    def layout(self) -> BlobLayout:
+        return BlobLayout(self.codec, self.size)
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectPart:
+    """One blob of an object; a plain PUT has exactly one, a multipart object one per part."""
+
+    blob_id: uuid.UUID
+    size: int
+    offset: int  # where this part starts inside the object
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectRecord:
+    bucket: str
+    key: str
+    size: int
+    etag: str  # quoted, as sent in the ETag header
+    last_modified: datetime
+    content_type: str | None
+    headers: dict[str, str]  # stored standard headers (Content-Disposition …), canonical case
+    user_meta: dict[str, str]  # x-amz-meta-* without the prefix, lower-case names
+    parts: tuple[ObjectPart, ...]
+    parts_count: int | None = None  # set for multipart objects
+
+
+@dataclass(frozen=True, slots=True)
+class ListEntry:
+    key: str
+    size: int
+    etag: str
+    last_modified: datetime
+
+
+@dataclass(slots=True)
+class ListPage:
+    """One page of a listing: keys and common prefixes in UTF-8 byte order."""
+
+    entries: list[ListEntry] = field(default_factory=list)
+    common_prefixes: list[str] = field(default_factory=list)
+    is_truncated: bool = False
+    # The last key or common prefix returned: where the next page resumes.
+    next_marker: str | None = None
+
+    @property
+    def count(self) -> int:
+        return len(self.entries) + len(self.common_prefixes)
+
+
+@dataclass(frozen=True, slots=True)
+class CommittedChunk:
+    index: int
+    size: int
+    checksum: bytes
+    frag_sums: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class NewObject:
+    """Everything a PutObject (or CompleteMultipartUpload) makes visible at commit."""
+
+    bucket: str
+    key: str
+    size: int
+    etag: str
+    content_type: str | None
+    headers: dict[str, str]
+    user_meta: dict[str, str]
+    part_blobs: list[uuid.UUID]
+    part_sizes: list[int]
+    parts_count: int | None = None

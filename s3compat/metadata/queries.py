@@ -1,0 +1,164 @@
+"""Every SQL statement the gateway runs, by name. No SQL lives anywhere else.
+
+Parameters are positional ($1 …) as asyncpg wants; each query's docstring-style comment
+says what the parameters are.
+"""
+
+from __future__ import annotations
+
+# --- schema ---------------------------------------------------------------------------
+
+MIGRATION_LOCK = "SELECT pg_advisory_xact_lock(7306822133001)"
+SCHEMA_VERSION_TABLE = """
+CREATE TABLE IF NOT EXISTS schema_version (
+    version     integer PRIMARY KEY,
+    applied_at  timestamptz NOT NULL DEFAULT now()
+)
+"""
+CURRENT_SCHEMA_VERSION = "SELECT coalesce(max(version), 0) FROM schema_version"
+RECORD_SCHEMA_VERSION = "INSERT INTO schema_version (version) VALUES ($1)"
+
+PING = "SELECT 1"
+
+# --- nodes ----------------------------------------------------------------------------
+
+# $1 node_id, $2 address
+UPSERT_NODE = """
+INSERT INTO nodes (node_id, address) VALUES ($1, $2)
+ON CONFLICT (node_id) DO UPDATE SET address = excluded.address, updated_at = now()
+"""
+LIST_NODES = "SELECT node_id, address, state FROM nodes ORDER BY node_id"
+
+# --- buckets --------------------------------------------------------------------------
+
+# $1 name, $2 owner, $3 region -> row if created
+CREATE_BUCKET = """
+INSERT INTO buckets (name, owner, region) VALUES ($1, $2, $3)
+ON CONFLICT (name) DO NOTHING
+RETURNING name, owner, region, created_at
+"""
+GET_BUCKET = "SELECT name, owner, region, created_at FROM buckets WHERE name = $1"
+LIST_BUCKETS = "SELECT name, owner, region, created_at FROM buckets ORDER BY name"
+LIST_BUCKETS_OF_OWNER = (
+    "SELECT name, owner, region, created_at FROM buckets WHERE owner = $1 ORDER BY name"
+)
+# $1 name -> (has_objects, has_uploads); locks the bucket row against concurrent deletes
+LOCK_BUCKET_FOR_DELETE = """
+SELECT EXISTS (SELECT 1 FROM objects WHERE bucket = $1) AS has_objects,
+       EXISTS (SELECT 1 FROM uploads WHERE bucket = $1) AS has_uploads
+FROM buckets WHERE name = $1 FOR UPDATE
+"""
+DELETE_BUCKET = "DELETE FROM buckets WHERE name = $1"
+
+# --- blobs and chunks -----------------------------------------------------------------
+
+# The intent record. $1 blob_id, $2 k, $3 m, $4 fragment_size
+INSERT_BLOB = """
+INSERT INTO blobs (blob_id, state, k, m, fragment_size) VALUES ($1, 'writing', $2, $3, $4)
+"""
+# $1 blob_id, $2 idx[], $3 node_id[]
+INSERT_CHUNKS = """
+INSERT INTO chunks (blob_id, idx, node_id)
+SELECT $1, idx, node_id FROM unnest($2::smallint[], $3::text[]) AS t (idx, node_id)
+"""
+# $1 blob_id
+HEARTBEAT_BLOB = "UPDATE blobs SET heartbeat_at = now() WHERE blob_id = $1 AND state = 'writing'"
+# $1 blob_id
+ABORT_BLOB = "UPDATE blobs SET state = 'aborted' WHERE blob_id = $1 AND state = 'writing'"
+# $1 blob_id, $2 size, $3 md5, $4 refs -> 1 row if the blob was still being written
+COMMIT_BLOB = """
+UPDATE blobs SET state = 'committed', size = $2, md5 = $3, refs = $4
+WHERE blob_id = $1 AND state = 'writing'
+RETURNING blob_id
+"""
+# $1 blob_id, $2 idx[], $3 size[], $4 checksum[], $5 frag_sums[]
+COMMIT_CHUNKS = """
+UPDATE chunks c SET size = t.size, checksum = t.checksum, frag_sums = t.frag_sums
+FROM unnest($2::smallint[], $3::bigint[], $4::bytea[], $5::bytea[])
+     AS t (idx, size, checksum, frag_sums)
+WHERE c.blob_id = $1 AND c.idx = t.idx
+"""
+# $1 blob_id[] (one entry per reference dropped; duplicates count twice), $2 grace period
+# (interval) during which GETs that resolved the old version can still finish reading it.
+RELEASE_BLOBS = """
+UPDATE blobs b
+SET refs = b.refs - d.n,
+    state = CASE WHEN b.refs - d.n <= 0 THEN 'deleting' ELSE b.state END,
+    collect_after = now() + $2::interval
+FROM (SELECT blob_id, count(*) AS n FROM unnest($1::uuid[]) AS blob_id GROUP BY blob_id) d
+WHERE b.blob_id = d.blob_id AND b.state = 'committed'
+"""
+# $1 blob_id
+GET_BLOB = """
+SELECT b.blob_id, b.k, b.m, b.fragment_size, b.size,
+       array_agg(c.idx ORDER BY c.idx) AS idx,
+       array_agg(c.node_id ORDER BY c.idx) AS node_ids,
+       array_agg(c.frag_sums ORDER BY c.idx) AS frag_sums
+FROM blobs b JOIN chunks c USING (blob_id)
+WHERE b.blob_id = $1 AND b.state IN ('committed', 'deleting')
+GROUP BY b.blob_id
+"""
+
+# --- objects --------------------------------------------------------------------------
+
+_OBJECT_COLUMNS = """bucket, key, size, etag, last_modified, content_type, headers, user_meta,
+       parts_count, part_blobs, part_sizes"""
+
+# $1 bucket, $2 key
+GET_OBJECT = f"SELECT {_OBJECT_COLUMNS} FROM objects WHERE bucket = $1 AND key = $2"
+
+# Serialises writers of one key inside their transaction, so that "read the old row, replace
+# it, release its blobs" cannot interleave with another writer. $1 bucket, $2 key
+LOCK_KEY = "SELECT pg_advisory_xact_lock(hashtextextended($1 || '/' || $2, 0))"
+
+# $1 bucket, $2 key -> the removed row's blobs
+DELETE_OBJECT = "DELETE FROM objects WHERE bucket = $1 AND key = $2 RETURNING part_blobs"
+
+# $1 bucket, $2 key, $3 size, $4 etag, $5 content_type, $6 headers, $7 user_meta,
+# $8 parts_count, $9 part_blobs, $10 part_sizes
+INSERT_OBJECT = f"""
+INSERT INTO objects (bucket, key, size, etag, content_type, headers, user_meta, parts_count,
+                     part_blobs, part_sizes)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+RETURNING {_OBJECT_COLUMNS}
+"""
+
+# One page of keys for listing. $1 bucket, $2 exclusive lower bound (or NULL),
+# $3 inclusive lower bound (prefix, or NULL), $4 exclusive upper bound (or NULL), $5 limit
+LIST_KEYS = """
+SELECT key, size, etag, last_modified FROM objects
+WHERE bucket = $1
+  AND ($2::text IS NULL OR key > $2::text)
+  AND ($3::text IS NULL OR key >= $3::text)
+  AND ($4::text IS NULL OR key < $4::text)
+ORDER BY key
+LIMIT $5
+"""
+
+# --- janitor --------------------------------------------------------------------------
+
+# Writes whose gateway stopped heart-beating: abort them. $1 staleness (interval)
+ABORT_STALE_WRITES = """
+UPDATE blobs SET state = 'aborted'
+WHERE state = 'writing' AND heartbeat_at < now() - $1::interval
+"""
+# Claim blobs to collect; SKIP LOCKED lets many gateways' janitors share the work without
+# ever working on the same blob. Must run inside a transaction. $1 limit
+CLAIM_BLOBS_TO_COLLECT = """
+SELECT blob_id FROM blobs
+WHERE state IN ('aborted', 'deleting') AND collect_after <= now()
+ORDER BY collect_after
+LIMIT $1
+FOR UPDATE SKIP LOCKED
+"""
+# $1 blob_id
+CHUNKS_OF_BLOB = "SELECT idx, node_id FROM chunks WHERE blob_id = $1 ORDER BY idx"
+# $1 blob_id, $2 idx[]
+FORGET_CHUNKS = "DELETE FROM chunks WHERE blob_id = $1 AND idx = ANY($2::smallint[])"
+# $1 blob_id
+FORGET_BLOB = """
+DELETE FROM blobs WHERE blob_id = $1 AND state IN ('aborted', 'deleting')
+  AND NOT EXISTS (SELECT 1 FROM chunks WHERE blob_id = $1)
+"""
+# A node was unreachable: try this blob again later. $1 blob_id, $2 delay (interval)
+DEFER_BLOB = "UPDATE blobs SET collect_after = now() + $2::interval WHERE blob_id = $1"

@@ -1,0 +1,316 @@
+"""PostgreSQL metadata repository (asyncpg): the only code that talks to the database."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import Any
+
+import asyncpg
+
+from s3compat.core import errors
+from s3compat.core.layout import Codec
+from s3compat.core.models import (
+    Blob,
+    Bucket,
+    ChunkPlacement,
+    CommittedChunk,
+    ListEntry,
+    NewObject,
+    NodeInfo,
+    ObjectPart,
+    ObjectRecord,
+)
+from s3compat.core.ports import Collector, MetadataUnavailable
+from s3compat.metadata import queries
+from s3compat.metadata.migrate import migrate
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+
+
+async def open_pool(dsn: str, *, min_size: int = 2, max_size: int = 20) -> asyncpg.Pool:
+    """Connect, apply the schema, and return a pool whose connections decode jsonb."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        await migrate(conn)
+    finally:
+        await conn.close()
+    pool: asyncpg.Pool = await asyncpg.create_pool(
+        dsn, min_size=min_size, max_size=max_size, init=_init_connection
+    )
+    return pool
+
+
+def _bucket(row: asyncpg.Record) -> Bucket:
+    return Bucket(row["name"], row["owner"], row["region"], row["created_at"])
+
+
+def _object(row: asyncpg.Record) -> ObjectRecord:
+    parts = []
+    offset = 0
+    for blob_id, size in zip(row["part_blobs"], row["part_sizes"], strict=True):
+        parts.append(ObjectPart(blob_id=blob_id, size=size, offset=offset))
+        offset += size
+    return ObjectRecord(
+        bucket=row["bucket"],
+        key=row["key"],
+        size=row["size"],
+        etag=row["etag"],
+        last_modified=row["last_modified"],
+        content_type=row["content_type"],
+        headers=row["headers"],
+        user_meta=row["user_meta"],
+        parts=tuple(parts),
+        parts_count=row["parts_count"],
+    )
+
+
+def _translate(exc: BaseException) -> BaseException:
+    if isinstance(exc, (OSError, asyncpg.exceptions.ConnectionDoesNotExistError)):
+        return MetadataUnavailable(str(exc))
+    if isinstance(
+        exc, asyncpg.exceptions.InterfaceError | asyncpg.exceptions.CannotConnectNowError
+    ):
+        return MetadataUnavailable(str(exc))
+    return exc
+
+
+class PgMetadata:
+    """Named operations over the pool. Each method is one transaction at most."""
+
+    def __init__(self, pool: asyncpg.Pool, *, delete_grace: timedelta) -> None:
+        self._pool = pool
+        self._delete_grace = delete_grace
+
+    async def close(self) -> None:
+        await self._pool.close()
+
+    async def _fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
+        try:
+            rows: list[asyncpg.Record] = await self._pool.fetch(sql, *args)
+        except Exception as exc:
+            raise _translate(exc) from exc
+        return rows
+
+    async def _fetchrow(self, sql: str, *args: Any) -> asyncpg.Record | None:
+        try:
+            row: asyncpg.Record | None = await self._pool.fetchrow(sql, *args)
+        except Exception as exc:
+            raise _translate(exc) from exc
+        return row
+
+    async def _execute(self, sql: str, *args: Any) -> str:
+        try:
+            status: str = await self._pool.execute(sql, *args)
+        except Exception as exc:
+            raise _translate(exc) from exc
+        return status
+
+    async def ping(self) -> None:
+        await self._fetchrow(queries.PING)
+
+    # --- nodes ----------------------------------------------------------------------
+
+    async def upsert_node(self, node_id: str, address: str) -> None:
+        await self._execute(queries.UPSERT_NODE, node_id, address)
+
+    async def list_nodes(self) -> list[NodeInfo]:
+        rows = await self._fetch(queries.LIST_NODES)
+        return [NodeInfo(r["node_id"], r["address"], r["state"]) for r in rows]
+
+    # --- buckets --------------------------------------------------------------------
+
+    async def create_bucket(self, name: str, owner: str, region: str) -> Bucket | None:
+        """Create; None if a bucket of that name already exists."""
+        row = await self._fetchrow(queries.CREATE_BUCKET, name, owner, region)
+        return _bucket(row) if row else None
+
+    async def get_bucket(self, name: str) -> Bucket | None:
+        row = await self._fetchrow(queries.GET_BUCKET, name)
+        return _bucket(row) if row else None
+
+    async def list_buckets(self, owner: str | None = None) -> list[Bucket]:
+        if owner is None:
+            rows = await self._fetch(queries.LIST_BUCKETS)
+        else:
+            rows = await self._fetch(queries.LIST_BUCKETS_OF_OWNER, owner)
+        return [_bucket(r) for r in rows]
+
+    async def delete_bucket(self, name: str) -> None:
+        try:
+            async with self._pool.acquire() as conn, conn.transaction():
+                row = await conn.fetchrow(queries.LOCK_BUCKET_FOR_DELETE, name)
+                if row is None:
+                    raise errors.NoSuchBucket(BucketName=name)
+                if row["has_objects"] or row["has_uploads"]:
+                    raise errors.BucketNotEmpty(BucketName=name)
+                await conn.execute(queries.DELETE_BUCKET, name)
+        except asyncpg.exceptions.ForeignKeyViolationError as exc:
+            # An object or upload arrived between the check and the delete.
+            raise errors.BucketNotEmpty(BucketName=name) from exc
+        except errors.S3Error:
+            raise
+        except Exception as exc:
+            raise _translate(exc) from exc
+
+    # --- blobs ----------------------------------------------------------------------
+
+    async def begin_blob(self, blob_id: uuid.UUID, codec: Codec, nodes: Sequence[str]) -> None:
+        """Write the intent record (blob + one chunk row per node) before any byte moves."""
+        try:
+            async with self._pool.acquire() as conn, conn.transaction():
+                await conn.execute(
+                    queries.INSERT_BLOB, blob_id, codec.k, codec.m, codec.fragment_size
+                )
+                await conn.execute(
+                    queries.INSERT_CHUNKS, blob_id, list(range(len(nodes))), list(nodes)
+                )
+        except Exception as exc:
+            raise _translate(exc) from exc
+
+    async def heartbeat_blob(self, blob_id: uuid.UUID) -> None:
+        await self._execute(queries.HEARTBEAT_BLOB, blob_id)
+
+    async def abort_blob(self, blob_id: uuid.UUID) -> None:
+        await self._execute(queries.ABORT_BLOB, blob_id)
+
+    async def get_blob(self, blob_id: uuid.UUID) -> Blob | None:
+        row = await self._fetchrow(queries.GET_BLOB, blob_id)
+        if row is None:
+            return None
+        chunks = tuple(
+            ChunkPlacement(index=i, node_id=n, frag_sums=f or b"")
+            for i, n, f in zip(row["idx"], row["node_ids"], row["frag_sums"], strict=True)
+        )
+        return Blob(
+            blob_id=row["blob_id"],
+            codec=Codec(row["k"], row["m"], row["fragment_size"]),
+            size=row["size"],
+            chunks=chunks,
+        )
+
+    # --- objects --------------------------------------------------------------------
+
+    async def get_object(self, bucket: str, key: str) -> ObjectRecord | None:
+        row = await self._fetchrow(queries.GET_OBJECT, bucket, key)
+        return _object(row) if row else None
+
+    async def commit_object(
+        self,
+        obj: NewObject,
+        blob_id: uuid.UUID,
+        md5: bytes,
+        chunks: Sequence[CommittedChunk],
+    ) -> ObjectRecord:
+        """Make a fully stored blob visible as `obj`, atomically replacing any old version.
+
+        One transaction: the blob becomes committed, the object row is replaced, and the
+        previous version's blobs lose a reference (reaching zero queues them for the janitor,
+        which therefore never deletes a chunk before this commit).
+        """
+        try:
+            async with self._pool.acquire() as conn, conn.transaction():
+                done = await conn.fetchval(queries.COMMIT_BLOB, blob_id, obj.size, md5, 1)
+                if done is None:
+                    # The janitor aborted it (our heartbeat went stale): nothing is visible.
+                    raise errors.InternalError("the write was interrupted; please retry")
+                await conn.execute(
+                    queries.COMMIT_CHUNKS,
+                    blob_id,
+                    [c.index for c in chunks],
+                    [c.size for c in chunks],
+                    [c.checksum for c in chunks],
+                    [c.frag_sums for c in chunks],
+                )
+                row = await self._replace_object(conn, obj)
+        except asyncpg.exceptions.ForeignKeyViolationError as exc:
+            raise errors.NoSuchBucket(BucketName=obj.bucket) from exc
+        except errors.S3Error:
+            raise
+        except Exception as exc:
+            raise _translate(exc) from exc
+        return _object(row)
+
+    async def _replace_object(self, conn: Any, obj: NewObject) -> asyncpg.Record:
+        await conn.execute(queries.LOCK_KEY, obj.bucket, obj.key)
+        old = await conn.fetchval(queries.DELETE_OBJECT, obj.bucket, obj.key)
+        row: asyncpg.Record | None = await conn.fetchrow(
+            queries.INSERT_OBJECT,
+            obj.bucket,
+            obj.key,
+            obj.size,
+            obj.etag,
+            obj.content_type,
+            obj.headers,
+            obj.user_meta,
+            obj.parts_count,
+            obj.part_blobs,
+            obj.part_sizes,
+        )
+        assert row is not None  # INSERT … RETURNING always returns the row
+        if old:
+            await conn.execute(queries.RELEASE_BLOBS, old, self._delete_grace)
+        return row
+
+    async def delete_object(self, bucket: str, key: str) -> bool:
+        try:
+            async with self._pool.acquire() as conn, conn.transaction():
+                await conn.execute(queries.LOCK_KEY, bucket, key)
+                old = await conn.fetchval(queries.DELETE_OBJECT, bucket, key)
+                if old is None:
+                    return False
+                await conn.execute(queries.RELEASE_BLOBS, old, self._delete_grace)
+                return True
+        except Exception as exc:
+            raise _translate(exc) from exc
+
+    async def list_keys(
+        self,
+        bucket: str,
+        *,
+        after: str | None,
+        at_least: str | None,
+        below: str | None,
+        limit: int,
+    ) -> list[ListEntry]:
+        rows = await self._fetch(queries.LIST_KEYS, bucket, after, at_least, below, limit)
+        return [ListEntry(r["key"], r["size"], r["etag"], r["last_modified"]) for r in rows]
+
+    # --- janitor --------------------------------------------------------------------
+
+    async def abort_stale_writes(self, older_than: timedelta) -> int:
+        status = await self._execute(queries.ABORT_STALE_WRITES, older_than)
+        return int(status.split()[-1])
+
+    async def collect_batch(self, limit: int, collector: Collector, retry_after: timedelta) -> int:
+        """Claim up to `limit` blobs (SKIP LOCKED) and let `collector` delete their chunks.
+
+        `collector(blob_id, [(idx, node_id)]) -> (deleted_idx, all_done)` runs while the
+        claim is held, so no other janitor works on the same blob. Chunk rows are forgotten
+        only after their node confirmed the delete; a blob row goes when no chunk is left;
+        a blob with a node down is deferred and retried later.
+        """
+        collected = 0
+        try:
+            async with self._pool.acquire() as conn, conn.transaction():
+                claimed = await conn.fetch(queries.CLAIM_BLOBS_TO_COLLECT, limit)
+                for rec in claimed:
+                    blob_id = rec["blob_id"]
+                    chunks = await conn.fetch(queries.CHUNKS_OF_BLOB, blob_id)
+                    deleted, complete = await collector(
+                        blob_id, [(c["idx"], c["node_id"]) for c in chunks]
+                    )
+                    if deleted:
+                        await conn.execute(queries.FORGET_CHUNKS, blob_id, deleted)
+                    if complete:
+                        await conn.execute(queries.FORGET_BLOB, blob_id)
+                        collected += 1
+                    else:
+                        await conn.execute(queries.DEFER_BLOB, blob_id, retry_after)
+        except Exception as exc:
+            raise _translate(exc) from exc
+        return collected

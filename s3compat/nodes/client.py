@@ -1,0 +1,292 @@
+"""gRPC client for one storage node: implements `s3compat.core.ports.NodeClient`.
+
+The contract and the bulk-frame codec live in `nodeserver.wire` (the gateway may import
+nodeserver, never the reverse), so both ends always agree on the bytes. gRPC failures are
+translated into the port's exceptions here and nowhere else, so the service layer never
+sees grpc types.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any, NoReturn, TypeVar
+
+import grpc
+
+from nodeserver import wire
+from nodeserver.proto import storage_pb2 as pb
+from s3compat.core.ports import (
+    ChunkCorrupt,
+    ChunkNotFound,
+    ChunkRejected,
+    ChunkStat,
+    NodeClient,
+    NodeError,
+    NodeHealth,
+    NodeUnavailable,
+    StoredChunk,
+)
+
+_T = TypeVar("_T")
+
+DEFAULT_DEADLINE = 10.0
+"""Seconds allowed for each unary call (DeleteChunk, Stat, Health)."""
+
+CHANNEL_OPTIONS: list[tuple[str, int]] = [
+    ("grpc.max_send_message_length", wire.MAX_MESSAGE_BYTES),
+    ("grpc.max_receive_message_length", wire.MAX_MESSAGE_BYTES),
+    # Streams have no overall deadline (a chunk may be gigabytes), so a dead peer must be
+    # detected by the transport: ping every 20 s, give up on the connection after 10 s
+    # without an answer, which fails every call on it with UNAVAILABLE.
+    ("grpc.keepalive_time_ms", 20_000),
+    ("grpc.keepalive_timeout_ms", 10_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.max_pings_without_data", 0),
+    # A restarted node should be usable within seconds, not after gRPC's 2-minute backoff.
+    ("grpc.initial_reconnect_backoff_ms", 250),
+    ("grpc.min_reconnect_backoff_ms", 250),
+    ("grpc.max_reconnect_backoff_ms", 5_000),
+]
+
+_UNAVAILABLE = {
+    grpc.StatusCode.UNAVAILABLE,
+    grpc.StatusCode.DEADLINE_EXCEEDED,
+    # The node cancelled (shutting down past its grace period); our own cancellations
+    # surface as asyncio.CancelledError, never as this.
+    grpc.StatusCode.CANCELLED,
+}
+_REJECTED = {
+    grpc.StatusCode.INVALID_ARGUMENT,
+    grpc.StatusCode.RESOURCE_EXHAUSTED,
+    grpc.StatusCode.OUT_OF_RANGE,
+    grpc.StatusCode.FAILED_PRECONDITION,
+}
+
+
+def node_error(node_id: str, err: grpc.aio.AioRpcError) -> NodeError:
+    """The port exception for a failed call."""
+    code = err.code()
+    message = f"{code.name}: {err.details() or ''}".rstrip(": ")
+    if code in _UNAVAILABLE:
+        return NodeUnavailable(node_id, message)
+    if code == grpc.StatusCode.NOT_FOUND:
+        return ChunkNotFound(node_id, message)
+    if code == grpc.StatusCode.DATA_LOSS:
+        return ChunkCorrupt(node_id, message)
+    if code in _REJECTED:
+        return ChunkRejected(node_id, message)
+    return NodeError(node_id, message)
+
+
+class GrpcChunkWriter:
+    """Streams one chunk: header, ≤1 MiB data frames, trailer with size and checksum."""
+
+    def __init__(self, node_id: str, call: grpc.aio.StreamUnaryCall[Any, Any]) -> None:
+        self._node_id = node_id
+        self._call = call
+        self._hasher = wire.chunk_hasher()
+        self._size = 0
+        self._closed = False
+
+    async def _send(self, frame: wire.StoreRequest) -> None:
+        try:
+            await self._call.write(frame)
+        except (asyncio.InvalidStateError, grpc.aio.AioRpcError):
+            # The call ended: the node refused, failed, or the connection broke. Its
+            # final status says which (the write's own error can be a bare INTERNAL).
+            self._closed = True
+            await self._raise_outcome()
+
+    async def _accepted(self, deadline: float) -> None:
+        """Wait for the node to acknowledge the header (initial metadata) or refuse it.
+
+        Nothing is streamed before that, so a refusal (bad id, no space for a temp file)
+        arrives as a clean status: gRPC can garble a status that races a write.
+        """
+        try:
+            metadata = await asyncio.wait_for(self._call.initial_metadata(), deadline)
+        except TimeoutError:
+            self._call.cancel()
+            raise NodeUnavailable(self._node_id, "no answer to the chunk header") from None
+        key, value = wire.HEADER_ACCEPTED
+        if metadata is None or metadata.get(key) != value:
+            self._closed = True
+            await self._raise_outcome()
+
+    async def _raise_outcome(self) -> NoReturn:
+        try:
+            await self._call
+        except grpc.aio.AioRpcError as err:
+            raise node_error(self._node_id, err) from err
+        raise NodeError(self._node_id, "node ended the chunk stream early")
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise NodeError(self._node_id, "chunk writer is finished or aborted")
+
+    async def write(self, data: bytes | memoryview) -> None:
+        self._check_open()
+        for frame in wire.store_data_frames(data):
+            # Hash what is sent, as it is sent: the trailer then describes exactly the bytes
+            # the node received, whatever the caller does with its buffer afterwards.
+            self._hasher.update(frame)
+            self._size += len(frame)
+            await self._send(frame)
+
+    async def finish(self) -> StoredChunk:
+        self._check_open()
+        checksum = self._hasher.digest()
+        trailer = pb.ChunkTrailer(size=self._size, checksum=checksum)
+        await self._send(pb.StoreChunkRequest(trailer=trailer))
+        self._closed = True
+        try:
+            await self._call.done_writing()
+        except (asyncio.InvalidStateError, grpc.aio.AioRpcError):
+            await self._raise_outcome()
+        try:
+            response = await self._call
+        except grpc.aio.AioRpcError as err:
+            raise node_error(self._node_id, err) from err
+        if response.size != self._size or response.checksum != checksum:
+            raise NodeError(self._node_id, "node confirmed a different size or checksum")
+        return StoredChunk(size=self._size, checksum=checksum)
+
+    async def abort(self) -> None:
+        self._closed = True
+        self._call.cancel()
+
+
+class GrpcNodeClient:
+    """One node, one channel. Unary calls get a deadline; streams rely on keepalive."""
+
+    def __init__(
+        self,
+        node_id: str,
+        address: str,
+        *,
+        deadline: float = DEFAULT_DEADLINE,
+        options: list[tuple[str, int]] | None = None,
+    ) -> None:
+        self.node_id = node_id
+        self.address = address
+        self.deadline = deadline
+        self._channel = grpc.aio.insecure_channel(address, options=options or CHANNEL_OPTIONS)
+        channel = self._channel
+        self._store = channel.stream_unary(
+            wire.STORE_CHUNK,
+            request_serializer=wire.encode_store_request,
+            response_deserializer=pb.StoreChunkResponse.FromString,
+        )
+        self._retrieve = channel.unary_stream(
+            wire.RETRIEVE_CHUNK,
+            request_serializer=pb.RetrieveChunkRequest.SerializeToString,
+            response_deserializer=wire.decode_retrieve_response,
+        )
+        self._delete = channel.unary_unary(
+            wire.DELETE_CHUNK,
+            request_serializer=pb.DeleteChunkRequest.SerializeToString,
+            response_deserializer=pb.DeleteChunkResponse.FromString,
+        )
+        self._stat = channel.unary_unary(
+            wire.STAT,
+            request_serializer=pb.StatRequest.SerializeToString,
+            response_deserializer=pb.StatResponse.FromString,
+        )
+        self._health = channel.unary_unary(
+            wire.HEALTH,
+            request_serializer=pb.HealthRequest.SerializeToString,
+            response_deserializer=pb.HealthResponse.FromString,
+        )
+
+    def __repr__(self) -> str:
+        return f"GrpcNodeClient({self.node_id!r}, {self.address!r})"
+
+    async def _unary(self, method: grpc.aio.UnaryUnaryMultiCallable[Any, _T], request: Any) -> _T:
+        try:
+            return await method(request, timeout=self.deadline)
+        except grpc.aio.AioRpcError as err:
+            raise node_error(self.node_id, err) from err
+
+    async def open_chunk_writer(self, chunk_id: str) -> GrpcChunkWriter:
+        """Start a chunk stream; returns once the node has accepted the header."""
+        writer = GrpcChunkWriter(self.node_id, self._store(None))
+        try:
+            await writer._send(pb.StoreChunkRequest(header=pb.ChunkHeader(chunk_id=chunk_id)))
+            await writer._accepted(self.deadline)
+        except BaseException:
+            await writer.abort()
+            raise
+        return writer
+
+    async def _frames(
+        self, chunk_id: str, offset: int, length: int | None
+    ) -> AsyncIterator[memoryview]:
+        request = pb.RetrieveChunkRequest(chunk_id=chunk_id, offset=offset)
+        if length is not None:
+            request.length = length
+        call = self._retrieve(request)
+        try:
+            async for frame in call:
+                yield frame
+        except grpc.aio.AioRpcError as err:
+            raise node_error(self.node_id, err) from err
+        finally:
+            call.cancel()  # no-op when complete; frees the stream if the reader stopped early
+
+    async def read_chunk(self, chunk_id: str, offset: int, length: int) -> bytes:
+        frames = [frame async for frame in self._frames(chunk_id, offset, length)]
+        data = b"".join(frames)
+        if len(data) != length:
+            raise NodeError(self.node_id, f"asked for {length} bytes, got {len(data)}")
+        return data
+
+    async def stream_chunk(
+        self, chunk_id: str, offset: int = 0, length: int | None = None
+    ) -> AsyncIterator[bytes]:
+        # The port promises bytes, which costs one copy per frame here; read_chunk
+        # joins the uncopied views directly.
+        async for frame in self._frames(chunk_id, offset, length):
+            yield bytes(frame)
+
+    async def delete_chunk(self, chunk_id: str) -> bool:
+        response = await self._unary(self._delete, pb.DeleteChunkRequest(chunk_id=chunk_id))
+        return bool(response.existed)
+
+    async def stat_chunk(self, chunk_id: str) -> ChunkStat | None:
+        try:
+            response = await self._unary(self._stat, pb.StatRequest(chunk_id=chunk_id))
+        except ChunkNotFound:
+            return None
+        return ChunkStat(size=response.size, checksum=response.checksum)
+
+    async def health(self) -> NodeHealth:
+        response = await self._unary(self._health, pb.HealthRequest())
+        return NodeHealth(
+            node_id=response.node_id,
+            used_bytes=response.used_bytes,
+            free_bytes=response.free_bytes,
+            chunk_count=response.chunk_count,
+        )
+
+    async def close(self) -> None:
+        await self._channel.close(None)
+
+
+async def wait_until_healthy(client: NodeClient, timeout: float) -> NodeHealth:  # noqa: ASYNC109
+    """Poll `health()` until the node answers; NodeUnavailable if it does not in time.
+
+    Used after starting a node (or a cluster of them) to wait for readiness.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    delay = 0.05
+    last: Exception | None = None
+    while (remaining := deadline - loop.time()) > 0:
+        try:
+            return await asyncio.wait_for(client.health(), remaining)
+        except (NodeUnavailable, TimeoutError) as exc:
+            last = exc
+        await asyncio.sleep(max(0.0, min(delay, deadline - loop.time())))
+        delay = min(delay * 2, 1.0)
+    raise NodeUnavailable(client.node_id, f"not healthy within {timeout:g}s ({last})")

@@ -1,0 +1,229 @@
+"""Streaming a blob to its six nodes, and back.
+
+The write path follows the intent-first order of ARCHITECTURE.md: the blob and chunk rows
+exist before the first byte leaves, the body is cut into segments as it arrives, every
+segment's fragments go to the six nodes concurrently (gRPC flow control is the
+backpressure), and only a fully stored blob is handed back for the commit. Any failure or
+disconnect marks the blob aborted so the janitor collects whatever reached the nodes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import xxhash
+
+from s3compat.core import errors
+from s3compat.core.layout import (
+    CHUNKS_PER_BLOB,
+    FRAGMENT_SUM_SIZE,
+    BlobLayout,
+    Codec,
+    FragmentRead,
+    chunk_id,
+    split_segment,
+)
+from s3compat.core.models import Blob, CommittedChunk
+from s3compat.core.ports import ChunkWriter, MetadataStore, NodeDirectory, NodeError
+
+log = logging.getLogger(__name__)
+
+HEARTBEAT_SECONDS = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class WrittenBlob:
+    blob_id: uuid.UUID
+    size: int
+    md5: bytes
+    sha256: bytes | None
+    chunks: list[CommittedChunk]
+
+
+class _Digests:
+    """MD5 (for the ETag) and, when the client signed a payload hash, SHA-256.
+
+    Updated in a worker thread: hashlib releases the GIL on large buffers, so hashing one
+    segment overlaps with receiving the next.
+    """
+
+    def __init__(self, want_sha256: bool) -> None:
+        self.md5 = hashlib.md5()
+        self.sha256 = hashlib.sha256() if want_sha256 else None
+
+    def update(self, data: bytes | bytearray) -> None:
+        self.md5.update(data)
+        if self.sha256 is not None:
+            self.sha256.update(data)
+
+
+class BlobWriter:
+    """Writes one blob. Use `write_blob` rather than this class directly."""
+
+    def __init__(
+        self, meta: MetadataStore, nodes: NodeDirectory, codec: Codec, *, want_sha256: bool
+    ) -> None:
+        self.meta = meta
+        self.nodes = nodes
+        self.codec = codec
+        self.blob_id = uuid.uuid4()
+        self.placement: list[str] = []
+        self.writers: list[ChunkWriter] = []
+        self.frag_sums: list[list[bytes]] = [[] for _ in range(codec.width)]
+        self.digests = _Digests(want_sha256)
+        self.size = 0
+
+    async def _store_segment(self, segment: bytes | bytearray) -> None:
+        await asyncio.to_thread(self.digests.update, segment)
+        fragments = split_segment(self.codec, segment)
+        for i, frag in enumerate(fragments):
+            self.frag_sums[i].append(xxhash.xxh3_64_digest(frag))
+        await asyncio.gather(*(w.write(f) for w, f in zip(self.writers, fragments, strict=True)))
+
+    async def run(self, body: AsyncIterator[bytes], max_size: int | None) -> WrittenBlob:
+        hexid = self.blob_id.hex
+        self.placement = self.nodes.placement(hexid, CHUNKS_PER_BLOB)
+        await self.meta.begin_blob(self.blob_id, self.codec, self.placement)
+        heartbeat = asyncio.create_task(self._heartbeat())
+        try:
+            self.writers = list(
+                await asyncio.gather(
+                    *(
+                        self.nodes.client(node).open_chunk_writer(chunk_id(hexid, i))
+                        for i, node in enumerate(self.placement)
+                    )
+                )
+            )
+            seg_size = self.codec.segment_size
+            buf = bytearray()
+            # One segment is sent while the next one is received: two in memory at most.
+            in_flight: asyncio.Task[None] | None = None
+            async for piece in body:
+                self.size += len(piece)
+                if max_size is not None and self.size > max_size:
+                    raise errors.EntityTooLarge(MaxSizeAllowed=str(max_size))
+                buf += piece
+                while len(buf) >= seg_size:
+                    segment = bytes(buf[:seg_size]) if len(buf) > seg_size else buf
+                    buf = buf[seg_size:] if len(buf) > seg_size else bytearray()
+                    if in_flight is not None:
+                        await in_flight
+                    in_flight = asyncio.create_task(self._store_segment(segment))
+            if in_flight is not None:
+                await in_flight
+            if buf:
+                await self._store_segment(buf)
+            stored = await asyncio.gather(*(w.finish() for w in self.writers))
+        except BaseException:
+            await self._abort()
+            raise
+        finally:
+            heartbeat.cancel()
+        expected = BlobLayout(self.codec, self.size).chunk_size
+        chunks = []
+        for i, result in enumerate(stored):
+            if result.size != expected:
+                await self._abort()
+                raise errors.InternalError(f"chunk {i} stored {result.size} bytes, not {expected}")
+            chunks.append(
+                CommittedChunk(i, result.size, result.checksum, b"".join(self.frag_sums[i]))
+            )
+        sha = self.digests.sha256.digest() if self.digests.sha256 is not None else None
+        return WrittenBlob(self.blob_id, self.size, self.digests.md5.digest(), sha, chunks)
+
+    async def _heartbeat(self) -> None:
+        while True:
+            await asyncio.sleep(HEARTBEAT_SECONDS)
+            try:
+                await self.meta.heartbeat_blob(self.blob_id)
+            except Exception:  # a missed heartbeat is retried at the next tick
+                log.warning("heartbeat for blob %s failed", self.blob_id, exc_info=True)
+
+    async def _abort(self) -> None:
+        """Cancel the node streams and mark the blob aborted; shielded from cancellation."""
+
+        async def cleanup() -> None:
+            for w in self.writers:
+                with contextlib.suppress(Exception):
+                    await w.abort()
+            try:
+                await self.meta.abort_blob(self.blob_id)
+            except Exception:
+                # The heartbeat stops, so the janitor aborts it later anyway.
+                log.warning("could not mark blob %s aborted", self.blob_id, exc_info=True)
+
+        await asyncio.shield(cleanup())
+
+    async def abort_committed_failure(self) -> None:
+        """The blob was stored but its commit failed: let the janitor have it."""
+        await self._abort()
+
+
+async def write_blob(
+    meta: MetadataStore,
+    nodes: NodeDirectory,
+    codec: Codec,
+    body: AsyncIterator[bytes],
+    *,
+    want_sha256: bool = False,
+    max_size: int | None = None,
+) -> tuple[BlobWriter, WrittenBlob]:
+    writer = BlobWriter(meta, nodes, codec, want_sha256=want_sha256)
+    return writer, await writer.run(body, max_size)
+
+
+class BlobReader:
+    """Reads byte ranges of a committed blob, verifying every fragment it fetches."""
+
+    def __init__(self, nodes: NodeDirectory, blob: Blob) -> None:
+        self.nodes = nodes
+        self.blob = blob
+        self.hexid = blob.blob_id.hex
+
+    async def _fragment(self, read: FragmentRead) -> bytes:
+        placement = self.blob.chunks[read.index]
+        client = self.nodes.client(placement.node_id)
+        data = await client.read_chunk(
+            chunk_id(self.hexid, read.index), read.chunk_offset, read.fragment_len
+        )
+        pos = read.segment * FRAGMENT_SUM_SIZE
+        expected = placement.frag_sums[pos : pos + FRAGMENT_SUM_SIZE]
+        if len(data) != read.fragment_len or xxhash.xxh3_64_digest(data) != expected:
+            raise NodeError(placement.node_id, f"fragment {read} failed its checksum")
+        return data[read.start : read.stop]
+
+    async def _segment(self, reads: list[FragmentRead]) -> list[bytes]:
+        try:
+            pieces = await asyncio.gather(*(self._fragment(r) for r in reads))
+        except NodeError as exc:
+            # The plain split has no parity to rebuild from: the data cannot be served.
+            log.error("blob %s unreadable: %s", self.hexid, exc)
+            raise errors.ServiceUnavailable("A storage node is unavailable.") from exc
+        return pieces
+
+    async def stream(self, first: int, last: int) -> AsyncIterator[bytes]:
+        """Yield bytes first..last, keeping the next segment's read in flight (read-ahead)."""
+        plan = self.blob.layout.reads_for_range(first, last)
+        reads = next(plan, None)
+        if reads is None:
+            return
+        current = asyncio.create_task(self._segment(reads))
+        try:
+            for reads in plan:
+                upcoming = asyncio.create_task(self._segment(reads))
+                try:
+                    for piece in await current:
+                        yield piece
+                finally:
+                    current = upcoming
+            for piece in await current:
+                yield piece
+        finally:
+            if not current.done():
+                current.cancel()

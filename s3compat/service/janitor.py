@@ -1,0 +1,88 @@
+"""The janitor: collects the chunks of aborted writes and of blobs nothing references.
+
+It runs in every gateway. PostgreSQL's `FOR UPDATE SKIP LOCKED` hands each blob to one
+janitor at a time, so many gateways share the work without doing any of it twice. A chunk
+row is forgotten only after its node confirmed the delete; a node that is down keeps its
+rows, and the blob is retried later. Committed, referenced blobs are never touched: only
+blobs in state 'aborted' or 'deleting' are claimed, and a blob reaches 'deleting' only in
+the transaction that drops its last reference.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+
+from s3compat.core.layout import chunk_id
+from s3compat.core.ports import MetadataStore, NodeDirectory, NodeError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class JanitorReport:
+    stale_writes_aborted: int = 0
+    blobs_collected: int = 0
+    chunks_deleted: int = 0
+    chunks_deferred: int = 0
+
+
+class Janitor:
+    def __init__(
+        self,
+        meta: MetadataStore,
+        nodes: NodeDirectory,
+        *,
+        stale_write_after: timedelta,
+        retry_after: timedelta,
+        batch: int = 100,
+    ) -> None:
+        self.meta = meta
+        self.nodes = nodes
+        self.stale_write_after = stale_write_after
+        self.retry_after = retry_after
+        self.batch = batch
+
+    async def _delete(self, blob_id: uuid.UUID, index: int, node_id: str) -> bool:
+        try:
+            await self.nodes.client(node_id).delete_chunk(chunk_id(blob_id.hex, index))
+        except NodeError as exc:
+            log.info("janitor: chunk %s-%d on %s kept for later: %s", blob_id, index, node_id, exc)
+            return False
+        return True
+
+    async def run_once(self) -> JanitorReport:
+        report = JanitorReport()
+        report.stale_writes_aborted = await self.meta.abort_stale_writes(self.stale_write_after)
+
+        async def collect(
+            blob_id: uuid.UUID, chunks: list[tuple[int, str]]
+        ) -> tuple[list[int], bool]:
+            done = await asyncio.gather(*(self._delete(blob_id, i, n) for i, n in chunks))
+            deleted = [i for (i, _), ok in zip(chunks, done, strict=True) if ok]
+            report.chunks_deleted += len(deleted)
+            report.chunks_deferred += len(chunks) - len(deleted)
+            return deleted, len(deleted) == len(chunks)
+
+        while True:
+            before = report.chunks_deleted + report.chunks_deferred
+            collected = await self.meta.collect_batch(self.batch, collect, self.retry_after)
+            report.blobs_collected += collected
+            if report.chunks_deleted + report.chunks_deferred == before and collected == 0:
+                break
+        return report
+
+    async def run_forever(self, interval: float) -> None:
+        while True:
+            try:
+                report = await self.run_once()
+                if report.blobs_collected or report.stale_writes_aborted:
+                    log.info("janitor: %s", report)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("janitor pass failed; retrying at the next interval")
+            await asyncio.sleep(interval)

@@ -1,0 +1,179 @@
+"""Object operations: PutObject, GetObject, HeadObject, DeleteObject.
+
+The only code (with blobs.py) that combines metadata with chunks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+from collections.abc import AsyncGenerator, AsyncIterator
+from dataclasses import dataclass, field
+
+from s3compat.core import errors
+from s3compat.core.layout import Codec
+from s3compat.core.models import ListPage, NewObject, ObjectRecord
+from s3compat.core.naming import check_key
+from s3compat.core.ports import MetadataStore, NodeDirectory, NodeError
+from s3compat.service import listing
+from s3compat.service.blobs import BlobReader, write_blob
+
+log = logging.getLogger(__name__)
+
+MAX_PUT_SIZE = 5 * 1024**3
+
+
+@dataclass(frozen=True, slots=True)
+class PutRequest:
+    """What a PutObject carries besides its body, already parsed from the headers."""
+
+    bucket: str
+    key: str
+    content_length: int | None
+    content_md5: bytes | None = None  # decoded Content-MD5
+    sha256_hex: str | None = None  # a hex x-amz-content-sha256 to verify
+    content_type: str | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    user_meta: dict[str, str] = field(default_factory=dict)
+
+
+class ObjectService:
+    def __init__(
+        self,
+        meta: MetadataStore,
+        nodes: NodeDirectory,
+        codec: Codec,
+        *,
+        max_put_size: int = MAX_PUT_SIZE,
+    ) -> None:
+        self.meta = meta
+        self.nodes = nodes
+        self.codec = codec
+        self.max_put_size = max_put_size
+
+    async def put_object(self, req: PutRequest, body: AsyncIterator[bytes]) -> ObjectRecord:
+        check_key(req.key)
+        if req.content_length is not None and req.content_length > self.max_put_size:
+            raise errors.EntityTooLarge(
+                ProposedSize=str(req.content_length), MaxSizeAllowed=str(self.max_put_size)
+            )
+        try:
+            writer, blob = await write_blob(
+                self.meta,
+                self.nodes,
+                self.codec,
+                body,
+                want_sha256=req.sha256_hex is not None,
+                max_size=self.max_put_size,
+            )
+        except NodeError as exc:
+            log.error("PutObject %s/%s: storage node failure: %s", req.bucket, req.key, exc)
+            raise errors.ServiceUnavailable("A storage node is unavailable.") from exc
+        try:
+            if req.content_length is not None and blob.size != req.content_length:
+                raise errors.IncompleteBody()
+            if req.content_md5 is not None and req.content_md5 != blob.md5:
+                raise errors.BadDigest(
+                    ExpectedDigest=base64.b64encode(req.content_md5).decode(),
+                    CalculatedDigest=base64.b64encode(blob.md5).decode(),
+                )
+            if (
+                req.sha256_hex is not None
+                and blob.sha256 is not None
+                and blob.sha256.hex() != req.sha256_hex.lower()
+            ):
+                raise errors.XAmzContentSHA256Mismatch(
+                    ClientComputedContentSHA256=req.sha256_hex,
+                    S3ComputedContentSHA256=blob.sha256.hex(),
+                )
+            new = NewObject(
+                bucket=req.bucket,
+                key=req.key,
+                size=blob.size,
+                etag=f'"{blob.md5.hex()}"',
+                content_type=req.content_type,
+                headers=req.headers,
+                user_meta=req.user_meta,
+                part_blobs=[blob.blob_id],
+                part_sizes=[blob.size],
+            )
+            return await self.meta.commit_object(new, blob.blob_id, blob.md5, blob.chunks)
+        except BaseException:
+            await writer.abort_committed_failure()
+            raise
+
+    async def get_object(self, bucket: str, key: str) -> ObjectRecord:
+        record = await self.meta.get_object(bucket, key)
+        if record is None:
+            if await self.meta.get_bucket(bucket) is None:
+                raise errors.NoSuchBucket(BucketName=bucket)
+            raise errors.NoSuchKey(Key=key)
+        return record
+
+    async def delete_object(self, bucket: str, key: str) -> None:
+        """Idempotent: deleting a missing key succeeds, as in S3."""
+        if not await self.meta.delete_object(bucket, key) and (
+            await self.meta.get_bucket(bucket) is None
+        ):
+            raise errors.NoSuchBucket(BucketName=bucket)
+
+    async def list_objects(
+        self,
+        bucket: str,
+        *,
+        prefix: str,
+        delimiter: str | None,
+        after: str | None,
+        max_keys: int,
+    ) -> ListPage:
+        return await listing.list_objects(
+            self.meta,
+            bucket,
+            prefix=prefix,
+            delimiter=delimiter,
+            after=after,
+            max_keys=max_keys,
+        )
+
+    async def open_range(self, record: ObjectRecord, first: int, last: int) -> AsyncIterator[bytes]:
+        """Start reading bytes first..last and return the stream.
+
+        The first piece is fetched before this returns, so a failure to read surfaces as an
+        S3 error before any response header is sent; later failures abort the stream.
+        """
+        stream = self._stream(record, first, last)
+        try:
+            head = await anext(stream)
+        except StopAsyncIteration:
+            head = b""
+        except BaseException:
+            await stream.aclose()
+            raise
+        return _prepend(head, stream)
+
+    async def _stream(
+        self, record: ObjectRecord, first: int, last: int
+    ) -> AsyncGenerator[bytes, None]:
+        for part in record.parts:
+            lo = max(first, part.offset)
+            hi = min(last, part.offset + part.size - 1)
+            if lo > hi:
+                continue
+            blob = await self.meta.get_blob(part.blob_id)
+            if blob is None:
+                raise errors.ServiceUnavailable("The object is being replaced; please retry.")
+            async for piece in BlobReader(self.nodes, blob).stream(
+                lo - part.offset, hi - part.offset
+            ):
+                yield piece
+
+
+async def _prepend(head: bytes, rest: AsyncGenerator[bytes, None]) -> AsyncGenerator[bytes, None]:
+    try:
+        if head:
+            yield head
+        async for piece in rest:
+            yield piece
+    finally:
+        await asyncio.shield(rest.aclose())

@@ -1,0 +1,141 @@
+"""Settings: the only module that reads the environment.
+
+Every setting has an environment variable; the CLI's flags override them by passing
+values in. `ENV_VARS` lists every variable read here (deploy tests check the compose file
+against it).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+ENV_VARS = {
+    "DATABASE_URL": "PostgreSQL URL (postgresql://user:pass@host:port/db)",
+    "S3COMPAT_NODES": "storage nodes: id=host:port,id=host:port,…",
+    "S3COMPAT_ACCESS_KEY": "access key id of the default user",
+    "S3COMPAT_SECRET_KEY": "secret key of the default user",
+    "S3COMPAT_USER": "name of the default user (bucket owner), default 'admin'",
+    "S3COMPAT_CREDENTIALS_FILE": "TOML file of [[users]] name/access_key/secret_key",
+    "S3COMPAT_REGION": "region reported to clients, default us-east-1",
+    "S3COMPAT_DOMAIN": "domain for virtual-host-style requests (bucket.<domain>)",
+    "S3COMPAT_HOST": "address the gateway binds, default 127.0.0.1",
+    "S3COMPAT_PORT": "port the gateway listens on, default 9000",
+    "S3COMPAT_WORKERS": "gateway worker processes, default 1",
+    "S3COMPAT_FRAGMENT_SIZE": "fragment size F in bytes for new blobs, default 1048576",
+    "S3COMPAT_NODE_DEADLINE": "seconds a storage-node call may take, default 10",
+    "S3COMPAT_JANITOR_INTERVAL": "seconds between janitor passes, default 30",
+    "S3COMPAT_STALE_WRITE_AFTER": "seconds without heartbeat before a write counts as dead, "
+    "default 600",
+    "S3COMPAT_DELETE_GRACE": "seconds a replaced or deleted blob stays readable, default 300",
+    "S3COMPAT_JANITOR_RETRY": "seconds before retrying a deletion on an unreachable node, "
+    "default 60",
+    "S3COMPAT_MAX_PUT_SIZE": "largest single PutObject in bytes, default 5 GiB",
+    "S3COMPAT_LOG_LEVEL": "logging level, default INFO",
+}
+
+
+def parse_nodes(value: str) -> tuple[tuple[str, str], ...]:
+    """`n1=127.0.0.1:50051,n2=…` → ((node id, address), …)."""
+    nodes = []
+    for item in value.split(","):
+        item = item.strip()
+        if not item:
+            continue
+        node_id, sep, address = item.partition("=")
+        if not sep or not node_id or not address:
+            raise ValueError(f"S3COMPAT_NODES entry {item!r} is not id=host:port")
+        nodes.append((node_id.strip(), address.strip()))
+    return tuple(nodes)
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str = ""
+    nodes: tuple[tuple[str, str], ...] = ()
+    access_key: str | None = field(default=None, repr=False)
+    secret_key: str | None = field(default=None, repr=False)
+    user: str = "admin"
+    credentials_file: str | None = None
+    region: str = "us-east-1"
+    virtual_host_domain: str | None = None
+    host: str = "127.0.0.1"
+    port: int = 9000
+    workers: int = 1
+    fragment_size: int = 1 << 20
+    node_deadline: float = 10.0
+    janitor_interval: float = 30.0
+    stale_write_after: float = 600.0
+    delete_grace: float = 300.0
+    janitor_retry: float = 60.0
+    max_put_size: int = 5 * 1024**3
+    log_level: str = "INFO"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+
+        def take(var: str, name: str, kind: type = str) -> None:
+            raw = env.get(var)
+            if raw is not None and raw != "":
+                try:
+                    values[name] = kind(raw)
+                except ValueError as exc:
+                    raise ValueError(f"{var}={raw!r} is not a valid {kind.__name__}") from exc
+
+        take("DATABASE_URL", "database_url")
+        take("S3COMPAT_ACCESS_KEY", "access_key")
+        take("S3COMPAT_SECRET_KEY", "secret_key")
+        take("S3COMPAT_USER", "user")
+        take("S3COMPAT_CREDENTIALS_FILE", "credentials_file")
+        take("S3COMPAT_REGION", "region")
+        take("S3COMPAT_DOMAIN", "virtual_host_domain")
+        take("S3COMPAT_HOST", "host")
+        take("S3COMPAT_PORT", "port", int)
+        take("S3COMPAT_WORKERS", "workers", int)
+        take("S3COMPAT_FRAGMENT_SIZE", "fragment_size", int)
+        take("S3COMPAT_NODE_DEADLINE", "node_deadline", float)
+        take("S3COMPAT_JANITOR_INTERVAL", "janitor_interval", float)
+        take("S3COMPAT_STALE_WRITE_AFTER", "stale_write_after", float)
+        take("S3COMPAT_DELETE_GRACE", "delete_grace", float)
+        take("S3COMPAT_JANITOR_RETRY", "janitor_retry", float)
+        take("S3COMPAT_MAX_PUT_SIZE", "max_put_size", int)
+        take("S3COMPAT_LOG_LEVEL", "log_level")
+        if env.get("S3COMPAT_NODES"):
+            values["nodes"] = parse_nodes(env["S3COMPAT_NODES"])
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+    def with_(self, **changes: Any) -> Settings:
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+    def to_env(self) -> dict[str, str]:
+        """The environment that reproduces these settings in a child process."""
+        env = {
+            "DATABASE_URL": self.database_url,
+            "S3COMPAT_NODES": ",".join(f"{n}={a}" for n, a in self.nodes),
+            "S3COMPAT_USER": self.user,
+            "S3COMPAT_REGION": self.region,
+            "S3COMPAT_HOST": self.host,
+            "S3COMPAT_PORT": str(self.port),
+            "S3COMPAT_WORKERS": str(self.workers),
+            "S3COMPAT_FRAGMENT_SIZE": str(self.fragment_size),
+            "S3COMPAT_NODE_DEADLINE": str(self.node_deadline),
+            "S3COMPAT_JANITOR_INTERVAL": str(self.janitor_interval),
+            "S3COMPAT_STALE_WRITE_AFTER": str(self.stale_write_after),
+            "S3COMPAT_DELETE_GRACE": str(self.delete_grace),
+            "S3COMPAT_JANITOR_RETRY": str(self.janitor_retry),
+            "S3COMPAT_MAX_PUT_SIZE": str(self.max_put_size),
+            "S3COMPAT_LOG_LEVEL": self.log_level,
+        }
+        optional = {
+            "S3COMPAT_ACCESS_KEY": self.access_key,
+            "S3COMPAT_SECRET_KEY": self.secret_key,
+            "S3COMPAT_CREDENTIALS_FILE": self.credentials_file,
+            "S3COMPAT_DOMAIN": self.virtual_host_domain,
+        }
+        env.update({k: v for k, v in optional.items() if v})
+        return env

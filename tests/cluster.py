@@ -1,0 +1,257 @@
+"""Test helpers that run the real system: `s3compat dev` (embedded PostgreSQL, six
+nodeserver processes, the gateway under uvicorn) in a temporary data directory."""
+
+from __future__ import annotations
+
+import asyncio
+import http.client
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import asyncpg
+import boto3
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.config import Config
+from botocore.credentials import Credentials
+
+# Settings the tests want from every cluster they start: a fast janitor and no grace period,
+# so that collection can be observed within a test.
+TEST_ENV = {
+    "S3COMPAT_JANITOR_INTERVAL": "0.5",
+    "S3COMPAT_DELETE_GRACE": "0",
+    "S3COMPAT_JANITOR_RETRY": "1",
+    "S3COMPAT_LOG_LEVEL": "INFO",
+}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@dataclass
+class Cluster:
+    data_dir: Path
+    env: dict[str, str] = field(default_factory=dict)
+    port: int = field(default_factory=free_port)
+    proc: subprocess.Popen[str] | None = None
+    endpoint: str = ""
+    access_key: str = ""
+    secret_key: str = ""
+    output: list[str] = field(default_factory=list)
+
+    # --- lifecycle ------------------------------------------------------------------
+
+    def start(self, timeout: float = 120.0) -> Cluster:
+        env = {**os.environ, **TEST_ENV, **self.env}
+        env.pop("DATABASE_URL", None)
+        self.output = []
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "s3compat", "dev", "--data-dir", str(self.data_dir),
+             "--port", str(self.port)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            text=True,
+            env=env,
+        )
+        assert self.proc.stdout is not None
+        deadline = time.monotonic() + timeout
+        ready = False
+        for line in self.proc.stdout:
+            self.output.append(line)
+            key, _, value = line.strip().partition(": ")
+            if key == "endpoint":
+                self.endpoint = value
+            elif key == "access key":
+                self.access_key = value
+            elif key == "secret key":
+                self.secret_key = value
+            elif line.startswith("Press Ctrl-C"):
+                ready = True
+                break
+            if time.monotonic() > deadline:
+                break
+        if not ready:
+            self.stop()
+            raise RuntimeError("s3compat dev did not start:\n" + "".join(self.output))
+        # Keep draining stdout so the supervisor never blocks on a full pipe.
+        threading.Thread(target=self._drain, daemon=True).start()
+        return self
+
+    def _drain(self) -> None:
+        assert self.proc is not None and self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.output.append(line)
+
+    def stop(self) -> int:
+        """Ctrl-C, as a user would; returns the supervisor's exit status."""
+        if self.proc is None:
+            return 0
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        code = self.proc.returncode
+        self.proc = None
+        return code
+
+    # --- introspection --------------------------------------------------------------
+
+    @property
+    def info(self) -> dict[str, Any]:
+        data: dict[str, Any] = json.loads((self.data_dir / "cluster.json").read_text())
+        return data
+
+    @property
+    def database_url(self) -> str:
+        return str(self.info["database_url"])
+
+    def pid(self, name: str) -> int:
+        return int(self.info["pids"][name])
+
+    def node_dir(self, node_id: str) -> Path:
+        return self.data_dir / "nodes" / node_id
+
+    def chunk_files(self) -> dict[str, set[str]]:
+        """Chunk ids present on each node's disk."""
+        out: dict[str, set[str]] = {}
+        for node in sorted((self.data_dir / "nodes").iterdir()):
+            root = node / "chunks"
+            out[node.name] = {p.name for p in root.rglob("*") if p.is_file()} if root.exists() \
+                else set()
+        return out
+
+    def sql(self, query: str, *args: Any) -> list[asyncpg.Record]:
+        async def run() -> list[asyncpg.Record]:
+            conn = await asyncpg.connect(self.database_url)
+            try:
+                rows: list[asyncpg.Record] = await conn.fetch(query, *args)
+                return rows
+            finally:
+                await conn.close()
+
+        return asyncio.run(run())
+
+    def referenced_chunks(self) -> dict[str, set[str]]:
+        """Chunk ids that committed metadata references, per node."""
+        rows = self.sql(
+            "SELECT c.blob_id, c.idx, c.node_id FROM chunks c JOIN blobs b USING (blob_id) "
+            "WHERE b.state = 'committed'"
+        )
+        out: dict[str, set[str]] = {}
+        for r in rows:
+            out.setdefault(r["node_id"], set()).add(f"{r['blob_id'].hex}-{r['idx']}")
+        return out
+
+    # --- clients --------------------------------------------------------------------
+
+    def client(self, *, access_key: str | None = None, secret_key: str | None = None,
+               **config: Any) -> Any:
+        return boto3.client(
+            "s3",
+            endpoint_url=self.endpoint,
+            aws_access_key_id=access_key or self.access_key,
+            aws_secret_access_key=secret_key or self.secret_key,
+            region_name="us-east-1",
+            config=Config(**config) if config else None,
+        )
+
+    def raw(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: bytes = b"",
+        headers: dict[str, str] | None = None,
+        sign: bool = True,
+        secret_key: str | None = None,
+        payload_hash: str | None = None,
+    ) -> tuple[int, dict[str, str], bytes]:
+        """One HTTP request, optionally SigV4-signed by botocore, over a fresh connection."""
+        url = self.endpoint + path
+        hdrs = dict(headers or {})
+        if sign:
+            request = AWSRequest(method=method, url=url, data=body, headers=hdrs)
+            if payload_hash is not None:
+                request.headers["x-amz-content-sha256"] = payload_hash
+            creds = Credentials(self.access_key, secret_key or self.secret_key)
+            SigV4Auth(creds, "s3", "us-east-1").add_auth(request)
+            hdrs = dict(request.headers.items())
+        parts = urlsplit(url)
+        conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=60)
+        try:
+            target = parts.path + (f"?{parts.query}" if parts.query else "")
+            conn.request(method, target, body=body, headers=hdrs)
+            resp = conn.getresponse()
+            return resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read()
+        finally:
+            conn.close()
+
+
+def wait_for(predicate: Any, timeout: float = 30.0, interval: float = 0.25) -> Any:
+    """Poll until `predicate()` is truthy; return its value or fail with the last one."""
+    deadline = time.monotonic() + timeout
+    value = predicate()
+    while not value and time.monotonic() < deadline:
+        time.sleep(interval)
+        value = predicate()
+    return value
+
+
+class RssSampler:
+    """Samples a process's resident memory in the background (VmRSS from /proc)."""
+
+    def __init__(self, pid: int, interval: float = 0.05) -> None:
+        self.pid = pid
+        self.interval = interval
+        self.samples: list[int] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def rss(self) -> int:
+        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+        raise RuntimeError("no VmRSS")
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.samples.append(self.rss())
+            self._stop.wait(self.interval)
+
+    def __enter__(self) -> RssSampler:
+        self.samples.append(self.rss())
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    @property
+    def peak(self) -> int:
+        return max(self.samples)
+
+
+def iter_file_chunks(path: Path, size: int = 1 << 20) -> Iterator[bytes]:
+    with open(path, "rb") as f:
+        while piece := f.read(size):
+            yield piece
