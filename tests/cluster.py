@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 
 import asyncpg
 import boto3
-from botocore.auth import SigV4Auth
+from botocore.auth import S3SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.config import Config
 from botocore.credentials import Credentials
@@ -61,8 +61,16 @@ class Cluster:
         env.pop("DATABASE_URL", None)
         self.output = []
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "s3compat", "dev", "--data-dir", str(self.data_dir),
-             "--port", str(self.port)],
+            [
+                sys.executable,
+                "-m",
+                "s3compat",
+                "dev",
+                "--data-dir",
+                str(self.data_dir),
+                "--port",
+                str(self.port),
+            ],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -135,8 +143,9 @@ class Cluster:
         out: dict[str, set[str]] = {}
         for node in sorted((self.data_dir / "nodes").iterdir()):
             root = node / "chunks"
-            out[node.name] = {p.name for p in root.rglob("*") if p.is_file()} if root.exists() \
-                else set()
+            out[node.name] = (
+                {p.name for p in root.rglob("*") if p.is_file()} if root.exists() else set()
+            )
         return out
 
     def sql(self, query: str, *args: Any) -> list[asyncpg.Record]:
@@ -163,8 +172,9 @@ class Cluster:
 
     # --- clients --------------------------------------------------------------------
 
-    def client(self, *, access_key: str | None = None, secret_key: str | None = None,
-               **config: Any) -> Any:
+    def client(
+        self, *, access_key: str | None = None, secret_key: str | None = None, **config: Any
+    ) -> Any:
         return boto3.client(
             "s3",
             endpoint_url=self.endpoint,
@@ -184,26 +194,75 @@ class Cluster:
         sign: bool = True,
         secret_key: str | None = None,
         payload_hash: str | None = None,
+        send_body: bool = True,
     ) -> tuple[int, dict[str, str], bytes]:
         """One HTTP request, optionally SigV4-signed by botocore, over a fresh connection."""
         url = self.endpoint + path
         hdrs = dict(headers or {})
         if sign:
             request = AWSRequest(method=method, url=url, data=body, headers=hdrs)
-            if payload_hash is not None:
-                request.headers["x-amz-content-sha256"] = payload_hash
             creds = Credentials(self.access_key, secret_key or self.secret_key)
-            SigV4Auth(creds, "s3", "us-east-1").add_auth(request)
+            auth = _UnsignedPayload if payload_hash == "UNSIGNED-PAYLOAD" else S3SigV4Auth
+            auth(creds, "s3", "us-east-1").add_auth(request)
             hdrs = dict(request.headers.items())
+            if payload_hash not in (None, "UNSIGNED-PAYLOAD"):
+                # A deliberately wrong hash: sign it as the client's claim.
+                request = AWSRequest(method=method, url=url, data=body, headers=dict(headers or {}))
+                request.headers["x-amz-content-sha256"] = payload_hash
+                _SignGivenHash(creds, "s3", "us-east-1").add_auth(request)
+                hdrs = dict(request.headers.items())
         parts = urlsplit(url)
         conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=60)
         try:
             target = parts.path + (f"?{parts.query}" if parts.query else "")
-            conn.request(method, target, body=body, headers=hdrs)
+            if send_body:
+                conn.request(method, target, body=body, headers=hdrs)
+            else:  # headers only, as a client waiting for `100 Continue` would
+                conn.putrequest(method, target, skip_accept_encoding=True)
+                for name, value in hdrs.items():
+                    conn.putheader(name, value)
+                conn.endheaders()
             resp = conn.getresponse()
             return resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read()
         finally:
             conn.close()
+
+
+class _UnsignedPayload(S3SigV4Auth):
+    """Signs `UNSIGNED-PAYLOAD`, as rclone does even over plain HTTP."""
+
+    def _should_sha256_sign_payload(self, request: AWSRequest) -> bool:
+        return False
+
+
+def sign(
+    cluster: Cluster,
+    method: str,
+    url: str,
+    headers: dict[str, str] | None = None,
+    *,
+    unsigned_payload: bool = False,
+    secret_key: str | None = None,
+) -> dict[str, str]:
+    """SigV4 headers for a request with an empty (or unsigned) body, signed by botocore."""
+    req = AWSRequest(method=method, url=url, headers=dict(headers or {}))
+    creds = Credentials(cluster.access_key, secret_key or cluster.secret_key)
+    auth = _UnsignedPayload if unsigned_payload else S3SigV4Auth
+    auth(creds, "s3", "us-east-1").add_auth(req)
+    return dict(req.headers.items())
+
+
+class _SignGivenHash(S3SigV4Auth):
+    """Signs whatever x-amz-content-sha256 the test put in, instead of the body's hash."""
+
+    def _modify_request_before_signing(self, request: AWSRequest) -> None:
+        claimed = request.headers["x-amz-content-sha256"]
+        super()._modify_request_before_signing(request)
+        del request.headers["x-amz-content-sha256"]
+        request.headers["x-amz-content-sha256"] = claimed
+
+    def payload(self, request: AWSRequest) -> str:
+        return str(request.headers["x-amz-content-sha256"])
 
 
 def wait_for(predicate: Any, timeout: float = 30.0, interval: float = 0.25) -> Any:

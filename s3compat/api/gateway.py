@@ -50,6 +50,11 @@ HANDLERS: dict[Op, Handler] = {
 HealthCheck = Callable[[], Awaitable[tuple[bool, dict[str, object]]]]
 
 
+def _has_body(request: Request) -> bool:
+    length = request.headers.get("content-length")
+    return "transfer-encoding" in request.headers or (length is not None and length != "0")
+
+
 def _request_id() -> str:
     return base64.b32encode(os.urandom(10)).decode("ascii")
 
@@ -89,6 +94,10 @@ class Gateway:
                 response = render_error(
                     err, resource=request.url.path, request_id=request_id, head=head
                 )
+            if _has_body(request):
+                # The body may be unread (refused before `100 Continue`): close the
+                # connection, or its bytes would be parsed as the next request.
+                response.headers["Connection"] = "close"
             if not isinstance(exc, Exception):
                 raise
         response.headers["x-amz-request-id"] = request_id

@@ -89,8 +89,8 @@ def parse_range(value: str | None, size: int) -> tuple[int, int] | None:
         return max(0, size - suffix), size - 1
     first = int(start)
     last = int(end) if end else size - 1
-    if last < first:
-        return None
+    if end and last < first:
+        return None  # syntactically invalid: ignored, as S3 does
     if first >= size:
         raise errors.InvalidRange(ActualObjectSize=str(size), RangeRequested=value)
     return first, min(last, size - 1)

@@ -128,8 +128,7 @@ class GrpcChunkWriter:
     async def write(self, data: bytes | memoryview) -> None:
         self._check_open()
         for frame in wire.store_data_frames(data):
-            # Hash what is sent, as it is sent: the trailer then describes exactly the bytes
-            # the node received, whatever the caller does with its buffer afterwards.
+            # Hash exactly the frames sent, so the trailer describes what the node received.
             self._hasher.update(frame)
             self._size += len(frame)
             await self._send(frame)

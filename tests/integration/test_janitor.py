@@ -7,25 +7,17 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
-from botocore.auth import SigV4Auth
-from botocore.awsrequest import AWSRequest
-from botocore.credentials import Credentials
 
-from tests.cluster import Cluster, wait_for
+from tests.cluster import Cluster, sign, wait_for
 
 MiB = 1 << 20
 
 
 def _signed_put_head(cluster: Cluster, path: str, length: int) -> bytes:
     url = cluster.endpoint + path
-    req = AWSRequest(method="PUT", url=url, headers={"Content-Length": str(length)})
-    req.headers["x-amz-content-sha256"] = "UNSIGNED-PAYLOAD"
-    SigV4Auth(Credentials(cluster.access_key, cluster.secret_key), "s3", "us-east-1").add_auth(
-        req
-    )
-    host = urlsplit(url).netloc
-    lines = [f"PUT {path} HTTP/1.1", f"Host: {host}"]
-    lines += [f"{k}: {v}" for k, v in req.headers.items() if k.lower() != "host"]
+    headers = sign(cluster, "PUT", url, {"Content-Length": str(length)}, unsigned_payload=True)
+    lines = [f"PUT {path} HTTP/1.1", f"Host: {urlsplit(url).netloc}"]
+    lines += [f"{k}: {v}" for k, v in headers.items()]
     return ("\r\n".join(lines) + "\r\n\r\n").encode()
 
 
@@ -65,9 +57,9 @@ def test_client_disconnect_mid_put_leaves_no_object_and_no_chunks(
     with pytest.raises(s3.exceptions.NoSuchKey):
         s3.get_object(Bucket=bucket, Key="partial")
     assert [o["Key"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"]] == ["keep"]
-    assert wait_for(
-        lambda: not cluster.sql("SELECT 1 FROM blobs WHERE state <> 'committed'")
-    ), "the aborted blob was not collected"
+    assert wait_for(lambda: not cluster.sql("SELECT 1 FROM blobs WHERE state <> 'committed'")), (
+        "the aborted blob was not collected"
+    )
     assert wait_for(lambda: _disk_matches_metadata(cluster)), (
         cluster.chunk_files(),
         cluster.referenced_chunks(),

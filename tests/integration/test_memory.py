@@ -34,6 +34,8 @@ def test_gateway_rss_stays_flat_for_a_1_gib_object(
             back.update(piece)
     assert back.hexdigest() == digest.hexdigest()
     growth = rss.peak - baseline
-    print(f"gateway RSS: baseline {baseline / MiB:.1f} MiB, peak {rss.peak / MiB:.1f} MiB, "
-          f"growth {growth / MiB:.1f} MiB")
+    print(
+        f"gateway RSS: baseline {baseline / MiB:.1f} MiB, peak {rss.peak / MiB:.1f} MiB, "
+        f"growth {growth / MiB:.1f} MiB"
+    )
     assert growth < 100 * MiB

@@ -37,7 +37,7 @@ from s3compat.core.ports import (
     NodeUnavailable,
     StoredChunk,
 )
-from s3compat.nodes.client import GrpcNodeClient, wait_until_healthy
+from s3compat.nodes.client import CHANNEL_OPTIONS, GrpcNodeClient, wait_until_healthy
 
 T = TypeVar("T")
 MiB = 1 << 20
@@ -621,6 +621,37 @@ def test_stop_waits_for_in_flight_write(tmp_path: Path) -> None:
     finally:
         assert node.stop() == 0
     assert node.tmp_entries() == []
+
+
+def test_stream_from_a_frozen_node_fails_instead_of_hanging(tmp_path: Path) -> None:
+    """Streams have no deadline; keepalive must notice a node that stopped answering.
+
+    The keepalive interval is shortened for the test (the default is 20 s + 10 s).
+    """
+    node = start_node(tmp_path / "data", tmp_path / "node.log")
+    options = [(k, v) for k, v in CHANNEL_OPTIONS if not k.startswith("grpc.keepalive_")]
+    options += [("grpc.keepalive_time_ms", 500), ("grpc.keepalive_timeout_ms", 500)]
+    options += [("grpc.keepalive_permit_without_calls", 1)]
+    chunk_id = new_id()
+
+    async def body() -> None:
+        client = GrpcNodeClient(node.node_id, node.address, options=options)
+        try:
+            await put(client, chunk_id, b"abc", 3)
+            node.proc.send_signal(signal.SIGSTOP)
+            try:
+                async with asyncio.timeout(STARTUP_LIMIT):  # a safety net, not a threshold
+                    with pytest.raises(NodeUnavailable):
+                        _ = [f async for f in client.stream_chunk(chunk_id)]
+            finally:
+                node.proc.send_signal(signal.SIGCONT)
+        finally:
+            await client.close()
+
+    try:
+        asyncio.run(body())
+    finally:
+        assert node.stop() == 0
 
 
 def test_cli_rejects_bad_arguments(tmp_path: Path) -> None:

@@ -57,9 +57,7 @@ def test_ranges_cross_fragment_and_segment_boundaries(s3: Any, bucket: str) -> N
     assert got["Body"].read() == data[-3:]
 
 
-def test_chunks_sit_on_the_six_nodes_the_ring_names(
-    cluster: Cluster, s3: Any, bucket: str
-) -> None:
+def test_chunks_sit_on_the_six_nodes_the_ring_names(cluster: Cluster, s3: Any, bucket: str) -> None:
     data = os.urandom(3 * MiB + 11)
     s3.put_object(Bucket=bucket, Key="placed", Body=data)
     [row] = cluster.sql(
