@@ -6,6 +6,7 @@ import base64
 import binascii
 import re
 from collections.abc import Mapping
+from datetime import UTC
 from email.utils import format_datetime
 
 from s3compat.core import errors
@@ -43,7 +44,7 @@ def content_length(headers: Mapping[str, str]) -> int | None:
     value = headers.get("content-length")
     if value is None:
         return None
-    if not value.isdigit():
+    if not (value.isascii() and value.isdigit()):
         raise errors.InvalidArgument("Content-Length is not a number.")
     return int(value)
 
@@ -97,7 +98,8 @@ def parse_range(value: str | None, size: int) -> tuple[int, int] | None:
 
 
 def http_date(record: ObjectRecord) -> str:
-    return format_datetime(record.last_modified.replace(microsecond=0), usegmt=True)
+    moment = record.last_modified.astimezone(UTC).replace(microsecond=0)
+    return format_datetime(moment, usegmt=True)
 
 
 def object_headers(record: ObjectRecord) -> dict[str, str]:

@@ -7,7 +7,7 @@ nested documents, so XXE and "billion laughs" bodies are rejected as MalformedXM
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import UTC, datetime
 from urllib.parse import quote
 
 from lxml import etree
@@ -65,6 +65,7 @@ def child_text(el: etree._Element, name: str) -> str | None:
 
 def timestamp(value: datetime) -> str:
     """ISO 8601 with milliseconds and Z, as S3 writes dates in XML."""
+    value = value.astimezone(UTC)
     return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
 
 

@@ -8,8 +8,8 @@ from s3compat.core import errors
 
 MAX_KEY_BYTES = 1024
 
-_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
-_IPV4 = re.compile(r"^\d{1,3}(\.\d{1,3}){3}$")
+_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+_IPV4 = re.compile(r"\d{1,3}(\.\d{1,3}){3}")
 _RESERVED_PREFIXES = ("xn--", "sthree-", "amzn-s3-demo-")
 _RESERVED_SUFFIXES = ("-s3alias", "--ol-s3", ".mrap", "--x-s3", "--table-s3")
 
@@ -17,11 +17,10 @@ _RESERVED_SUFFIXES = ("-s3alias", "--ol-s3", ".mrap", "--x-s3", "--table-s3")
 def is_valid_bucket_name(name: str) -> bool:
     """The general-purpose bucket naming rules of the S3 user guide."""
     return (
-        _BUCKET.match(name) is not None
+        # fullmatch: `$` would also match before a trailing newline ("abc\n").
+        _BUCKET.fullmatch(name) is not None
         and ".." not in name
-        and ".-" not in name
-        and "-." not in name
-        and _IPV4.match(name) is None
+        and _IPV4.fullmatch(name) is None
         and not name.startswith(_RESERVED_PREFIXES)
         and not name.endswith(_RESERVED_SUFFIXES)
     )
@@ -32,12 +31,22 @@ def check_bucket_name(name: str) -> None:
         raise errors.InvalidBucketName(BucketName=name)
 
 
+# Characters XML 1.0 cannot carry: a key holding one could never be listed.
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+
+
 def check_key(key: str) -> None:
-    """Keys are UTF-8 up to 1024 bytes. PostgreSQL text cannot hold NUL, so refuse it."""
-    if len(key.encode("utf-8", "surrogatepass")) > MAX_KEY_BYTES:
-        raise errors.KeyTooLongError(Size=str(len(key.encode("utf-8", "surrogatepass"))))
-    if "\x00" in key:
-        raise errors.InvalidArgument("Object keys may not contain the NUL character.")
+    """Keys are UTF-8 up to 1024 bytes, and must be representable in a listing.
+
+    S3 itself stores control characters and lists them only with encoding-type=url; we
+    refuse the few that XML 1.0 cannot hold (NUL, which PostgreSQL text cannot hold either,
+    among them) rather than store a key that would break every plain listing.
+    """
+    size = len(key.encode("utf-8", "surrogatepass"))
+    if size > MAX_KEY_BYTES:
+        raise errors.KeyTooLongError(Size=str(size))
+    if _NOT_XML.search(key):
+        raise errors.InvalidArgument("Object keys may not contain control characters.")
 
 
 def prefix_upper_bound(prefix: str) -> str | None:

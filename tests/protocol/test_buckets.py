@@ -53,7 +53,6 @@ def test_location_constraint_is_kept(s3: Any) -> None:
         "192.168.1.1",
         "xn--punycode",
         "sthree-x",
-        "dot-.dash",
         "name-s3alias",
     ],
 )
