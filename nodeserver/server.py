@@ -15,6 +15,8 @@ SERVER_OPTIONS: list[tuple[str, int]] = [
     # temp file removed) instead of waiting forever for the next frame.
     ("grpc.keepalive_time_ms", 30_000),
     ("grpc.keepalive_timeout_ms", 10_000),
+    # grpcio 1.85 times every ping (keepalive included) out after this, default 60 s.
+    ("grpc.http2.ping_timeout_ms", 10_000),
     # Accept the gateway's keepalive pings (every 20 s, also between calls).
     ("grpc.keepalive_permit_without_calls", 1),
     ("grpc.http2.min_recv_ping_interval_without_data_ms", 10_000),

@@ -59,11 +59,11 @@ def status_for(exc: Exception) -> grpc.StatusCode:
 async def _abort(context: Context, method: str, chunk_id: str, exc: Exception) -> NoReturn:
     code = status_for(exc)
     if code is grpc.StatusCode.INTERNAL:
-        log.error("%s %s failed", method, chunk_id, exc_info=exc)
+        log.error("%s %.80r failed", method, chunk_id, exc_info=exc)
     elif code is grpc.StatusCode.DATA_LOSS:
-        log.warning("%s %s: corrupt chunk: %s", method, chunk_id, exc)
+        log.warning("%s %.80r: corrupt chunk: %s", method, chunk_id, exc)
     else:
-        log.info("%s %s: %s: %s", method, chunk_id, code.name, exc)
+        log.info("%s %.80r: %s: %s", method, chunk_id, code.name, exc)
     await context.abort(code, str(exc))
 
 
@@ -123,7 +123,7 @@ class StorageService:
     async def store_chunk(
         self, frames: AsyncIterator[wire.StoreFrame], context: Context
     ) -> pb.StoreChunkResponse:
-        """Receive one chunk; see the module docstring of `nodeserver.wire` for framing.
+        """Receive one chunk (framing rules: proto/storage.proto).
 
         Statuses are sent so that gRPC delivers them reliably. A status sent while the
         client still has a write in flight can reach it as INTERNAL instead

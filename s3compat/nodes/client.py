@@ -41,6 +41,8 @@ CHANNEL_OPTIONS: list[tuple[str, int]] = [
     # without an answer, which fails every call on it with UNAVAILABLE.
     ("grpc.keepalive_time_ms", 20_000),
     ("grpc.keepalive_timeout_ms", 10_000),
+    # grpcio 1.85 times every ping (keepalive included) out after this, default 60 s.
+    ("grpc.http2.ping_timeout_ms", 10_000),
     ("grpc.keepalive_permit_without_calls", 1),
     ("grpc.http2.max_pings_without_data", 0),
     # A restarted node should be usable within seconds, not after gRPC's 2-minute backoff.

@@ -450,3 +450,41 @@ def test_header_round_trip() -> None:
     assert chunkfile.unpack_header(raw) == meta
     with pytest.raises(CorruptChunk):
         chunkfile.unpack_header(raw[:-1])
+
+
+def test_durability_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """fsync the data, then rename, then fsync the directory; new fan-out dirs are made
+    durable (parent fsynced) before the chunk is renamed into them."""
+    chunk_id = new_id()
+    events: list[tuple[str, str]] = []
+    real_fsync, real_rename = os.fsync, os.rename
+
+    def fsync(fd: int) -> None:
+        events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
+        real_fsync(fd)
+
+    def rename(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
+        events.append(("rename", str(dst)))
+        real_rename(src, dst)
+
+    async def body() -> None:
+        store = await ChunkStore.open(tmp_path)
+        root = store.root.resolve()
+        monkeypatch.setattr(os, "fsync", fsync)
+        monkeypatch.setattr(os, "rename", rename)
+        write = await store.begin_write(chunk_id)
+        await write.write(b"payload")
+        await write.commit()
+        monkeypatch.undo()
+        final = chunk_path(root, chunk_id)
+        assert events[0][0] == "fsync"
+        assert events[0][1].startswith(str(root / "tmp"))
+        assert events[1:] == [
+            ("fsync", str(root / "chunks")),  # after creating chunks/<id[0:2]>
+            ("fsync", str(final.parent.parent)),  # after creating .../<id[2:4]>
+            ("rename", str(final)),
+            ("fsync", str(final.parent)),
+        ]
+        await store.close()
+
+    run(body)
