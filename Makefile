@@ -30,7 +30,7 @@ test: lint
 	$(BIN)/pytest -m "not slow"
 
 test-slow: $(STAMP)
-	$(BIN)/pytest -m slow
+	$(BIN)/pytest -m slow || [ $$? -eq 5 ]  # 5: no test is marked slow yet
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_cluster.py

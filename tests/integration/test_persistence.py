@@ -9,6 +9,14 @@ from pathlib import Path
 from tests.cluster import Cluster
 
 
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"
+
+
 def test_objects_survive_a_full_restart(tmp_path: Path) -> None:
     cluster = Cluster(tmp_path / "data").start()
     try:
@@ -18,9 +26,14 @@ def test_objects_survive_a_full_restart(tmp_path: Path) -> None:
         for key, data in blobs.items():
             s3.put_object(Bucket="persist", Key=key, Body=data)
         keys = (cluster.access_key, cluster.secret_key)
+        pids = [int(p) for p in cluster.info["pids"].values()]
+        assert len(pids) == 8  # gateway, six nodes, postgres
     finally:
         assert cluster.stop() == 0
     assert not (tmp_path / "data" / "cluster.json").exists()
+    # Ctrl-C stopped every process the supervisor started.
+    alive = [pid for pid in pids if _alive(pid)]
+    assert not alive
 
     cluster = Cluster(tmp_path / "data", port=cluster.port).start()
     try:
