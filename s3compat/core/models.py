@@ -113,3 +113,37 @@ class NewObject:
     part_blobs: list[uuid.UUID]
     part_sizes: list[int]
     parts_count: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Upload:
+    """A multipart upload in progress; its state lives only in PostgreSQL."""
+
+    upload_id: uuid.UUID
+    bucket: str
+    key: str
+    initiated: datetime
+    owner: str
+    content_type: str | None
+    headers: dict[str, str]
+    user_meta: dict[str, str]
+    checksum_algorithm: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class PartInfo:
+    part_number: int
+    size: int
+    etag: str
+    last_modified: datetime
+    blob_id: uuid.UUID
+
+
+@dataclass(frozen=True, slots=True)
+class UploadEntry:
+    """One row of ListMultipartUploads."""
+
+    upload_id: uuid.UUID
+    key: str
+    initiated: datetime
+    owner: str

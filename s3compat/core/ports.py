@@ -9,7 +9,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Protocol
 
 from s3compat.core.layout import Codec
@@ -21,6 +21,9 @@ from s3compat.core.models import (
     NewObject,
     NodeInfo,
     ObjectRecord,
+    PartInfo,
+    Upload,
+    UploadEntry,
 )
 
 
@@ -172,6 +175,50 @@ class MetadataStore(Protocol):
         below: str | None,
         limit: int,
     ) -> list[ListEntry]: ...
+
+    async def create_upload(self, upload: Upload) -> datetime: ...
+
+    async def get_upload(self, upload_id: uuid.UUID, bucket: str, key: str) -> Upload | None: ...
+
+    async def commit_part(
+        self,
+        upload_id: uuid.UUID,
+        bucket: str,
+        key: str,
+        part_number: int,
+        blob_id: uuid.UUID,
+        size: int,
+        md5: bytes,
+        chunks: Sequence[CommittedChunk],
+    ) -> str: ...
+
+    async def list_parts(self, upload_id: uuid.UUID, after: int, limit: int) -> list[PartInfo]: ...
+
+    async def complete_upload(
+        self,
+        upload_id: uuid.UUID,
+        bucket: str,
+        key: str,
+        requested: Sequence[tuple[int, str]],
+        min_part_size: int,
+    ) -> ObjectRecord: ...
+
+    async def abort_upload(self, upload_id: uuid.UUID, bucket: str, key: str) -> bool: ...
+
+    async def list_uploads(
+        self,
+        bucket: str,
+        *,
+        key_after: str | None,
+        after_upload: tuple[str, str] | None,
+        at_least: str | None,
+        below: str | None,
+        limit: int,
+    ) -> list[UploadEntry]: ...
+
+    async def expired_uploads(
+        self, default_ttl: timedelta, limit: int
+    ) -> list[tuple[uuid.UUID, str, str]]: ...
 
     async def abort_stale_writes(self, older_than: timedelta) -> int: ...
 

@@ -162,3 +162,87 @@ DELETE FROM blobs WHERE blob_id = $1 AND state IN ('aborted', 'deleting')
 """
 # A node was unreachable: try this blob again later. $1 blob_id, $2 delay (interval)
 DEFER_BLOB = "UPDATE blobs SET collect_after = now() + $2::interval WHERE blob_id = $1"
+
+# --- multipart uploads ----------------------------------------------------------------
+
+# $1 upload_id, $2 bucket, $3 key, $4 owner, $5 content_type, $6 headers, $7 user_meta,
+# $8 checksum_algorithm
+CREATE_UPLOAD = """
+INSERT INTO uploads (upload_id, bucket, key, owner, content_type, headers, user_meta,
+                     checksum_algorithm)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+RETURNING initiated
+"""
+_UPLOAD_COLUMNS = """upload_id, bucket, key, initiated, owner, content_type, headers, user_meta,
+       checksum_algorithm"""
+# $1 upload_id, $2 bucket, $3 key
+GET_UPLOAD = f"""
+SELECT {_UPLOAD_COLUMNS} FROM uploads
+WHERE upload_id = $1 AND bucket = $2 AND key = $3 AND state = 'open'
+"""
+# Every change to an upload (a part committed, Complete, Abort) locks its row first, so
+# they serialise: a part never lands in an upload that was completed or aborted, and two
+# uploads of one part number never both think they replaced nothing.
+# $1 upload_id, $2 bucket, $3 key
+LOCK_UPLOAD = f"""
+SELECT {_UPLOAD_COLUMNS} FROM uploads
+WHERE upload_id = $1 AND bucket = $2 AND key = $3 AND state = 'open'
+FOR UPDATE
+"""
+# $1 upload_id, $2 part_number, $3 blob_id, $4 size, $5 etag, $6 checksums
+# -> the blob the part replaced, if any
+UPSERT_PART = """
+WITH old AS (
+    SELECT blob_id FROM upload_parts WHERE upload_id = $1 AND part_number = $2 FOR UPDATE
+), upsert AS (
+    INSERT INTO upload_parts (upload_id, part_number, blob_id, size, etag, checksums)
+    VALUES ($1, $2, $3, $4, $5, $6)
+    ON CONFLICT (upload_id, part_number) DO UPDATE
+    SET blob_id = excluded.blob_id, size = excluded.size, etag = excluded.etag,
+        checksums = excluded.checksums, last_modified = now()
+)
+SELECT blob_id FROM old
+"""
+# $1 upload_id, $2 after part number, $3 limit
+LIST_PARTS = """
+SELECT part_number, blob_id, size, etag, checksums, last_modified FROM upload_parts
+WHERE upload_id = $1 AND part_number > $2
+ORDER BY part_number
+LIMIT $3
+"""
+# $1 upload_id
+ALL_PARTS = """
+SELECT part_number, blob_id, size, etag, checksums, last_modified FROM upload_parts
+WHERE upload_id = $1
+ORDER BY part_number
+"""
+# $1 upload_id
+PART_MD5S = """
+SELECT p.part_number, b.md5 FROM upload_parts p JOIN blobs b USING (blob_id)
+WHERE p.upload_id = $1
+"""
+# $1 upload_id -> the blobs of every part, for releasing
+DELETE_UPLOAD = """
+WITH parts AS (DELETE FROM upload_parts WHERE upload_id = $1 RETURNING blob_id)
+SELECT array_agg(blob_id) FROM parts
+"""
+DELETE_UPLOAD_ROW = "DELETE FROM uploads WHERE upload_id = $1"
+# ListMultipartUploads page. $1 bucket, $2 key after (exclusive, or NULL),
+# $3 (key, upload id) after: key, $4 upload id (or NULL), $5 at_least, $6 below, $7 limit
+LIST_UPLOADS = """
+SELECT upload_id, key, initiated, owner FROM uploads
+WHERE bucket = $1 AND state = 'open'
+  AND ($2::text IS NULL OR key > $2::text)
+  AND ($3::text IS NULL OR (key, upload_id::text) > ($3::text, $4::text))
+  AND ($5::text IS NULL OR key >= $5::text)
+  AND ($6::text IS NULL OR key < $6::text)
+ORDER BY key, upload_id::text
+LIMIT $7
+"""
+# Uploads past their bucket's lifecycle TTL or the cluster default. $1 default TTL, $2 limit
+EXPIRED_UPLOADS = """
+SELECT u.upload_id, u.bucket, u.key FROM uploads u JOIN buckets b ON b.name = u.bucket
+WHERE u.state = 'open' AND u.initiated < now() - coalesce(b.upload_ttl, $1::interval)
+ORDER BY u.initiated
+LIMIT $2
+"""

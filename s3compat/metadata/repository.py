@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import uuid
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -22,6 +23,9 @@ from s3compat.core.models import (
     NodeInfo,
     ObjectPart,
     ObjectRecord,
+    PartInfo,
+    Upload,
+    UploadEntry,
 )
 from s3compat.core.ports import Collector, MetadataUnavailable
 from s3compat.metadata import queries
@@ -218,14 +222,7 @@ class PgMetadata:
                 if done is None:
                     # The janitor aborted it (our heartbeat went stale): nothing is visible.
                     raise errors.InternalError("the write was interrupted; please retry")
-                await conn.execute(
-                    queries.COMMIT_CHUNKS,
-                    blob_id,
-                    [c.index for c in chunks],
-                    [c.size for c in chunks],
-                    [c.checksum for c in chunks],
-                    [c.frag_sums for c in chunks],
-                )
+                await self._commit_chunks(conn, blob_id, chunks)
                 row = await self._replace_object(conn, obj)
         except asyncpg.exceptions.ForeignKeyViolationError as exc:
             raise errors.NoSuchBucket(BucketName=obj.bucket) from exc
@@ -234,6 +231,19 @@ class PgMetadata:
         except Exception as exc:
             raise _translate(exc) from exc
         return _object(row)
+
+    @staticmethod
+    async def _commit_chunks(
+        conn: Any, blob_id: uuid.UUID, chunks: Sequence[CommittedChunk]
+    ) -> None:
+        await conn.execute(
+            queries.COMMIT_CHUNKS,
+            blob_id,
+            [c.index for c in chunks],
+            [c.size for c in chunks],
+            [c.checksum for c in chunks],
+            [c.frag_sums for c in chunks],
+        )
 
     async def _replace_object(self, conn: Any, obj: NewObject) -> asyncpg.Record:
         await conn.execute(queries.LOCK_KEY, obj.bucket, obj.key)
@@ -314,3 +324,203 @@ class PgMetadata:
         except Exception as exc:
             raise _translate(exc) from exc
         return collected
+
+    # --- multipart uploads ----------------------------------------------------------
+
+    async def create_upload(self, upload: Upload) -> datetime:
+        try:
+            initiated: datetime = await self._pool.fetchval(
+                queries.CREATE_UPLOAD,
+                upload.upload_id,
+                upload.bucket,
+                upload.key,
+                upload.owner,
+                upload.content_type,
+                upload.headers,
+                upload.user_meta,
+                upload.checksum_algorithm,
+            )
+        except asyncpg.exceptions.ForeignKeyViolationError as exc:
+            raise errors.NoSuchBucket(BucketName=upload.bucket) from exc
+        except Exception as exc:
+            raise _translate(exc) from exc
+        return initiated
+
+    async def get_upload(self, upload_id: uuid.UUID, bucket: str, key: str) -> Upload | None:
+        row = await self._fetchrow(queries.GET_UPLOAD, upload_id, bucket, key)
+        return _upload(row) if row else None
+
+    async def commit_part(
+        self,
+        upload_id: uuid.UUID,
+        bucket: str,
+        key: str,
+        part_number: int,
+        blob_id: uuid.UUID,
+        size: int,
+        md5: bytes,
+        chunks: Sequence[CommittedChunk],
+    ) -> str:
+        """Make a stored blob part `part_number` of the upload; returns the part's ETag.
+
+        A part uploaded again replaces the old one, whose blob loses its reference here.
+        """
+        etag = f'"{md5.hex()}"'
+        try:
+            async with self._pool.acquire() as conn, conn.transaction():
+                if await conn.fetchrow(queries.LOCK_UPLOAD, upload_id, bucket, key) is None:
+                    raise errors.NoSuchUpload(UploadId=str(upload_id))
+                if await conn.fetchval(queries.COMMIT_BLOB, blob_id, size, md5, 1) is None:
+                    raise errors.InternalError("the write was interrupted; please retry")
+                await self._commit_chunks(conn, blob_id, chunks)
+                old = await conn.fetchval(
+                    queries.UPSERT_PART, upload_id, part_number, blob_id, size, etag, None
+                )
+                if old is not None:
+                    await conn.execute(queries.RELEASE_BLOBS, [old], self._delete_grace)
+        except errors.S3Error:
+            raise
+        except Exception as exc:
+            raise _translate(exc) from exc
+        return etag
+
+    async def list_parts(self, upload_id: uuid.UUID, after: int, limit: int) -> list[PartInfo]:
+        rows = await self._fetch(queries.LIST_PARTS, upload_id, after, limit)
+        return [_part(r) for r in rows]
+
+    async def complete_upload(
+        self,
+        upload_id: uuid.UUID,
+        bucket: str,
+        key: str,
+        requested: Sequence[tuple[int, str]],
+        min_part_size: int,
+    ) -> ObjectRecord:
+        """Assemble the object from the parts' blobs, in metadata only: no byte is copied.
+
+        Under the upload's row lock, so a racing Abort or second Complete sees NoSuchUpload.
+        Parts not named in the request lose their reference and are collected.
+        """
+        try:
+            async with self._pool.acquire() as conn, conn.transaction():
+                row = await conn.fetchrow(queries.LOCK_UPLOAD, upload_id, bucket, key)
+                if row is None:
+                    raise errors.NoSuchUpload(UploadId=str(upload_id))
+                upload = _upload(row)
+                stored = {
+                    r["part_number"]: r for r in await conn.fetch(queries.ALL_PARTS, upload_id)
+                }
+                md5s = {
+                    r["part_number"]: r["md5"]
+                    for r in await conn.fetch(queries.PART_MD5S, upload_id)
+                }
+                chosen = []
+                for i, (number, etag) in enumerate(requested):
+                    part = stored.get(number)
+                    if part is None or part["etag"].strip('"') != etag.strip().strip('"'):
+                        raise errors.InvalidPart(PartNumber=str(number), ETag=etag)
+                    if i < len(requested) - 1 and part["size"] < min_part_size:
+                        raise errors.EntityTooSmall(
+                            ProposedSize=str(part["size"]),
+                            MinSizeAllowed=str(min_part_size),
+                            PartNumber=str(number),
+                            ETag=etag,
+                        )
+                    chosen.append(part)
+                digest = hashlib.md5(b"".join(md5s[p["part_number"]] for p in chosen))
+                obj = NewObject(
+                    bucket=bucket,
+                    key=key,
+                    size=sum(p["size"] for p in chosen),
+                    etag=f'"{digest.hexdigest()}-{len(chosen)}"',
+                    content_type=upload.content_type,
+                    headers=upload.headers,
+                    user_meta=upload.user_meta,
+                    part_blobs=[p["blob_id"] for p in chosen],
+                    part_sizes=[p["size"] for p in chosen],
+                    parts_count=len(chosen),
+                )
+                record = await self._replace_object(conn, obj)
+                # The chosen parts' references pass from the upload to the object; the
+                # others are dropped with the upload.
+                await conn.execute(queries.DELETE_UPLOAD, upload_id)
+                await conn.execute(queries.DELETE_UPLOAD_ROW, upload_id)
+                unused = [
+                    r["blob_id"]
+                    for n, r in stored.items()
+                    if n not in {p["part_number"] for p in chosen}
+                ]
+                if unused:
+                    await conn.execute(queries.RELEASE_BLOBS, unused, self._delete_grace)
+        except asyncpg.exceptions.ForeignKeyViolationError as exc:
+            raise errors.NoSuchBucket(BucketName=bucket) from exc
+        except errors.S3Error:
+            raise
+        except Exception as exc:
+            raise _translate(exc) from exc
+        return _object(record)
+
+    async def abort_upload(self, upload_id: uuid.UUID, bucket: str, key: str) -> bool:
+        try:
+            async with self._pool.acquire() as conn, conn.transaction():
+                if await conn.fetchrow(queries.LOCK_UPLOAD, upload_id, bucket, key) is None:
+                    return False
+                blobs = await conn.fetchval(queries.DELETE_UPLOAD, upload_id)
+                await conn.execute(queries.DELETE_UPLOAD_ROW, upload_id)
+                if blobs:
+                    await conn.execute(queries.RELEASE_BLOBS, blobs, self._delete_grace)
+        except Exception as exc:
+            raise _translate(exc) from exc
+        return True
+
+    async def list_uploads(
+        self,
+        bucket: str,
+        *,
+        key_after: str | None,
+        after_upload: tuple[str, str] | None,
+        at_least: str | None,
+        below: str | None,
+        limit: int,
+    ) -> list[UploadEntry]:
+        rows = await self._fetch(
+            queries.LIST_UPLOADS,
+            bucket,
+            key_after,
+            after_upload[0] if after_upload else None,
+            after_upload[1] if after_upload else None,
+            at_least,
+            below,
+            limit,
+        )
+        return [UploadEntry(r["upload_id"], r["key"], r["initiated"], r["owner"]) for r in rows]
+
+    async def expired_uploads(
+        self, default_ttl: timedelta, limit: int
+    ) -> list[tuple[uuid.UUID, str, str]]:
+        rows = await self._fetch(queries.EXPIRED_UPLOADS, default_ttl, limit)
+        return [(r["upload_id"], r["bucket"], r["key"]) for r in rows]
+
+
+def _upload(row: asyncpg.Record) -> Upload:
+    return Upload(
+        upload_id=row["upload_id"],
+        bucket=row["bucket"],
+        key=row["key"],
+        initiated=row["initiated"],
+        owner=row["owner"],
+        content_type=row["content_type"],
+        headers=row["headers"],
+        user_meta=row["user_meta"],
+        checksum_algorithm=row["checksum_algorithm"],
+    )
+
+
+def _part(row: asyncpg.Record) -> PartInfo:
+    return PartInfo(
+        part_number=row["part_number"],
+        size=row["size"],
+        etag=row["etag"],
+        last_modified=row["last_modified"],
+        blob_id=row["blob_id"],
+    )

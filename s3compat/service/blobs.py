@@ -10,6 +10,7 @@ disconnect marks the blob aborted so the janitor collects whatever reached the n
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import hashlib
 import logging
@@ -35,6 +36,34 @@ from s3compat.core.ports import ChunkWriter, MetadataStore, NodeDirectory, NodeE
 log = logging.getLogger(__name__)
 
 HEARTBEAT_SECONDS = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class BodyChecks:
+    """What the client declared about the body, verified once every byte has arrived."""
+
+    content_length: int | None = None
+    content_md5: bytes | None = None  # decoded Content-MD5
+    sha256_hex: str | None = None  # a hex x-amz-content-sha256
+    max_size: int | None = None
+
+    def verify(self, size: int, md5: bytes, sha256: bytes | None) -> None:
+        if self.content_length is not None and size != self.content_length:
+            raise errors.IncompleteBody()
+        if self.content_md5 is not None and self.content_md5 != md5:
+            raise errors.BadDigest(
+                ExpectedDigest=base64.b64encode(self.content_md5).decode(),
+                CalculatedDigest=base64.b64encode(md5).decode(),
+            )
+        if (
+            self.sha256_hex is not None
+            and sha256 is not None
+            and sha256.hex() != self.sha256_hex.lower()
+        ):
+            raise errors.XAmzContentSHA256Mismatch(
+                ClientComputedContentSHA256=self.sha256_hex,
+                S3ComputedContentSHA256=sha256.hex(),
+            )
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +96,7 @@ class BlobWriter:
     """Writes one blob. Use `write_blob` rather than this class directly."""
 
     def __init__(
-        self, meta: MetadataStore, nodes: NodeDirectory, codec: Codec, *, want_sha256: bool
+        self, meta: MetadataStore, nodes: NodeDirectory, codec: Codec, checks: BodyChecks
     ) -> None:
         self.meta = meta
         self.nodes = nodes
@@ -76,7 +105,8 @@ class BlobWriter:
         self.placement: list[str] = []
         self.writers: list[ChunkWriter] = []
         self.frag_sums: list[list[bytes]] = [[] for _ in range(codec.width)]
-        self.digests = _Digests(want_sha256)
+        self.checks = checks
+        self.digests = _Digests(checks.sha256_hex is not None)
         self.size = 0
 
     async def _store_segment(self, segment: bytes | bytearray) -> None:
@@ -86,7 +116,12 @@ class BlobWriter:
             self.frag_sums[i].append(xxhash.xxh3_64_digest(frag))
         await asyncio.gather(*(w.write(f) for w, f in zip(self.writers, fragments, strict=True)))
 
-    async def run(self, body: AsyncIterator[bytes], max_size: int | None) -> WrittenBlob:
+    async def run(self, body: AsyncIterator[bytes]) -> WrittenBlob:
+        """Store the body, verify it against the client's claims, and return the blob.
+
+        On any failure the blob is aborted before the exception propagates.
+        """
+        max_size = self.checks.max_size
         hexid = self.blob_id.hex
         self.placement = self.nodes.placement(hexid, CHUNKS_PER_BLOB)
         await self.meta.begin_blob(self.blob_id, self.codec, self.placement)
@@ -110,8 +145,11 @@ class BlobWriter:
                     raise errors.EntityTooLarge(MaxSizeAllowed=str(max_size))
                 buf += piece
                 while len(buf) >= seg_size:
-                    segment = bytes(buf[:seg_size]) if len(buf) > seg_size else buf
-                    buf = buf[seg_size:] if len(buf) > seg_size else bytearray()
+                    if len(buf) == seg_size:
+                        segment, buf = buf, bytearray()
+                    else:
+                        segment = buf[:seg_size]
+                        del buf[:seg_size]  # O(1) at the front of a CPython bytearray
                     if in_flight is not None:
                         await in_flight
                     in_flight = asyncio.create_task(self._store_segment(segment))
@@ -119,6 +157,8 @@ class BlobWriter:
                 await in_flight
             if buf:
                 await self._store_segment(buf)
+            sha = self.digests.sha256.digest() if self.digests.sha256 is not None else None
+            self.checks.verify(self.size, self.digests.md5.digest(), sha)
             stored = await asyncio.gather(*(w.finish() for w in self.writers))
         except BaseException:
             await self._abort()
@@ -134,7 +174,6 @@ class BlobWriter:
             chunks.append(
                 CommittedChunk(i, result.size, result.checksum, b"".join(self.frag_sums[i]))
             )
-        sha = self.digests.sha256.digest() if self.digests.sha256 is not None else None
         return WrittenBlob(self.blob_id, self.size, self.digests.md5.digest(), sha, chunks)
 
     async def _heartbeat(self) -> None:
@@ -170,12 +209,10 @@ async def write_blob(
     nodes: NodeDirectory,
     codec: Codec,
     body: AsyncIterator[bytes],
-    *,
-    want_sha256: bool = False,
-    max_size: int | None = None,
+    checks: BodyChecks,
 ) -> tuple[BlobWriter, WrittenBlob]:
-    writer = BlobWriter(meta, nodes, codec, want_sha256=want_sha256)
-    return writer, await writer.run(body, max_size)
+    writer = BlobWriter(meta, nodes, codec, checks)
+    return writer, await writer.run(body)
 
 
 class BlobReader:
@@ -227,3 +264,18 @@ class BlobReader:
         finally:
             if not current.done():
                 current.cancel()
+
+
+async def store_blob(
+    meta: MetadataStore,
+    nodes: NodeDirectory,
+    codec: Codec,
+    body: AsyncIterator[bytes],
+    checks: BodyChecks,
+) -> tuple[BlobWriter, WrittenBlob]:
+    """write_blob, with node failures reported to the client as 503 ServiceUnavailable."""
+    try:
+        return await write_blob(meta, nodes, codec, body, checks)
+    except NodeError as exc:
+        log.error("storage node failure while writing: %s", exc)
+        raise errors.ServiceUnavailable("A storage node is unavailable.") from exc

@@ -6,18 +6,17 @@ The only code (with blobs.py) that combines metadata with chunks.
 from __future__ import annotations
 
 import asyncio
-import base64
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from s3compat.core import errors
 from s3compat.core.layout import Codec
 from s3compat.core.models import ListPage, NewObject, ObjectRecord
 from s3compat.core.naming import check_key
-from s3compat.core.ports import MetadataStore, NodeDirectory, NodeError
+from s3compat.core.ports import MetadataStore, NodeDirectory
 from s3compat.service import listing
-from s3compat.service.blobs import BlobReader, write_blob
+from s3compat.service.blobs import BlobReader, BodyChecks, store_blob
 
 log = logging.getLogger(__name__)
 
@@ -30,9 +29,7 @@ class PutRequest:
 
     bucket: str
     key: str
-    content_length: int | None
-    content_md5: bytes | None = None  # decoded Content-MD5
-    sha256_hex: str | None = None  # a hex x-amz-content-sha256 to verify
+    checks: BodyChecks
     content_type: str | None = None
     headers: dict[str, str] = field(default_factory=dict)
     user_meta: dict[str, str] = field(default_factory=dict)
@@ -54,50 +51,25 @@ class ObjectService:
 
     async def put_object(self, req: PutRequest, body: AsyncIterator[bytes]) -> ObjectRecord:
         check_key(req.key)
-        if req.content_length is not None and req.content_length > self.max_put_size:
+        if req.checks.content_length is not None and req.checks.content_length > self.max_put_size:
             raise errors.EntityTooLarge(
-                ProposedSize=str(req.content_length), MaxSizeAllowed=str(self.max_put_size)
+                ProposedSize=str(req.checks.content_length),
+                MaxSizeAllowed=str(self.max_put_size),
             )
+        checks = replace(req.checks, max_size=self.max_put_size)
+        writer, blob = await store_blob(self.meta, self.nodes, self.codec, body, checks)
+        new = NewObject(
+            bucket=req.bucket,
+            key=req.key,
+            size=blob.size,
+            etag=f'"{blob.md5.hex()}"',
+            content_type=req.content_type,
+            headers=req.headers,
+            user_meta=req.user_meta,
+            part_blobs=[blob.blob_id],
+            part_sizes=[blob.size],
+        )
         try:
-            writer, blob = await write_blob(
-                self.meta,
-                self.nodes,
-                self.codec,
-                body,
-                want_sha256=req.sha256_hex is not None,
-                max_size=self.max_put_size,
-            )
-        except NodeError as exc:
-            log.error("PutObject %s/%s: storage node failure: %s", req.bucket, req.key, exc)
-            raise errors.ServiceUnavailable("A storage node is unavailable.") from exc
-        try:
-            if req.content_length is not None and blob.size != req.content_length:
-                raise errors.IncompleteBody()
-            if req.content_md5 is not None and req.content_md5 != blob.md5:
-                raise errors.BadDigest(
-                    ExpectedDigest=base64.b64encode(req.content_md5).decode(),
-                    CalculatedDigest=base64.b64encode(blob.md5).decode(),
-                )
-            if (
-                req.sha256_hex is not None
-                and blob.sha256 is not None
-                and blob.sha256.hex() != req.sha256_hex.lower()
-            ):
-                raise errors.XAmzContentSHA256Mismatch(
-                    ClientComputedContentSHA256=req.sha256_hex,
-                    S3ComputedContentSHA256=blob.sha256.hex(),
-                )
-            new = NewObject(
-                bucket=req.bucket,
-                key=req.key,
-                size=blob.size,
-                etag=f'"{blob.md5.hex()}"',
-                content_type=req.content_type,
-                headers=req.headers,
-                user_meta=req.user_meta,
-                part_blobs=[blob.blob_id],
-                part_sizes=[blob.size],
-            )
             return await self.meta.commit_object(new, blob.blob_id, blob.md5, blob.chunks)
         except BaseException:
             await writer.abort_committed_failure()

@@ -137,3 +137,10 @@ def test_unknown_or_unimplemented_subresources(
 def test_method_not_allowed(cluster: Cluster, bucket: str) -> None:
     status, _, body = cluster.raw("PATCH", f"/{bucket}/k", body=b"x")
     assert (status, _error(body)["Code"]) == (405, "MethodNotAllowed")
+
+
+def test_missing_content_length(cluster: Cluster, bucket: str) -> None:
+    status, _, body = cluster.raw(
+        "PUT", f"/{bucket}/k", payload_hash="UNSIGNED-PAYLOAD", send_body=False
+    )
+    assert (status, _error(body)["Code"]) == (411, "MissingContentLength")

@@ -6,17 +6,24 @@ from starlette.responses import Response, StreamingResponse
 
 from s3compat.api import headers as h
 from s3compat.api.context import RequestContext
+from s3compat.core import errors
+from s3compat.service.blobs import BodyChecks
 from s3compat.service.objects import PutRequest
 
 
 async def put_object(ctx: RequestContext) -> Response:
     hdrs = ctx.request.headers
+    length = h.content_length(hdrs)
+    if length is None and "transfer-encoding" not in hdrs:
+        raise errors.MissingContentLength()
     req = PutRequest(
         bucket=ctx.bucket,
         key=ctx.key,
-        content_length=h.content_length(hdrs),
-        content_md5=h.content_md5(hdrs),
-        sha256_hex=ctx.signed_sha256(),
+        checks=BodyChecks(
+            content_length=length,
+            content_md5=h.content_md5(hdrs),
+            sha256_hex=ctx.signed_sha256(),
+        ),
         content_type=hdrs.get("content-type"),
         headers=h.stored_headers(hdrs),
         user_meta=h.user_metadata(
