@@ -12,6 +12,7 @@ from s3compat.api.routing import Route
 from s3compat.api.sigv4 import AuthContext
 from s3compat.core import errors
 from s3compat.service.buckets import BucketService
+from s3compat.service.multipart import MultipartService
 from s3compat.service.objects import ObjectService
 
 UNSIGNED = "UNSIGNED-PAYLOAD"
@@ -26,6 +27,7 @@ class ClientGone(Exception):
 class Services:
     buckets: BucketService
     objects: ObjectService
+    multipart: MultipartService
     region: str
 
 
@@ -36,6 +38,7 @@ class RequestContext:
     auth: AuthContext
     user: str
     services: Services
+    request_id: str
 
     @property
     def bucket(self) -> str:
@@ -49,6 +52,12 @@ class RequestContext:
 
     def header(self, name: str) -> str | None:
         return self.request.headers.get(name)
+
+    def raw_headers(self) -> list[tuple[str, str]]:
+        """(lower-case name, value) pairs, values kept byte for byte (latin-1)."""
+        return [
+            (k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in self.request.headers.raw
+        ]
 
     def signed_sha256(self) -> str | None:
         """The hex body hash the client signed, or None when the payload is unsigned."""

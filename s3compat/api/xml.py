@@ -198,3 +198,132 @@ def list_objects(
         p = _sub(root, "CommonPrefixes")
         _sub(p, "Prefix", enc(cp))
     return _doc(root)
+
+
+# --- multipart ------------------------------------------------------------------------
+
+
+def initiate_multipart_upload(bucket: str, key: str, upload_id: str) -> bytes:
+    root = _root("InitiateMultipartUploadResult")
+    _sub(root, "Bucket", bucket)
+    _sub(root, "Key", key)
+    _sub(root, "UploadId", upload_id)
+    return _doc(root)
+
+
+def parse_complete_multipart_upload(body: bytes) -> list[tuple[int, str]]:
+    """(PartNumber, ETag) pairs in request order; checksum elements are accepted."""
+    root = parse(body)
+    if local_name(root) != "CompleteMultipartUpload":
+        raise errors.MalformedXML()
+    parts = []
+    for el in root:
+        if not isinstance(el.tag, str) or local_name(el) != "Part":
+            continue
+        number, etag = child_text(el, "PartNumber"), child_text(el, "ETag")
+        if number is None or etag is None:
+            raise errors.MalformedXML()
+        try:
+            parts.append((int(number.strip()), etag.strip()))
+        except ValueError:
+            raise errors.MalformedXML() from None
+    return parts
+
+
+def complete_multipart_upload(location: str, bucket: str, key: str, etag: str) -> bytes:
+    root = _root("CompleteMultipartUploadResult")
+    _sub(root, "Location", location)
+    _sub(root, "Bucket", bucket)
+    _sub(root, "Key", key)
+    _sub(root, "ETag", etag)
+    return _doc(root)
+
+
+def copy_part_result(etag: str, last_modified: datetime) -> bytes:
+    root = _root("CopyPartResult")
+    _sub(root, "LastModified", timestamp(last_modified))
+    _sub(root, "ETag", etag)
+    return _doc(root)
+
+
+def list_parts(
+    *,
+    bucket: str,
+    key: str,
+    upload_id: str,
+    owner: str,
+    marker: int,
+    next_marker: int,
+    max_parts: int,
+    is_truncated: bool,
+    parts: Iterable[tuple[int, datetime, str, int]],
+) -> bytes:
+    root = _root("ListPartsResult")
+    _sub(root, "Bucket", bucket)
+    _sub(root, "Key", key)
+    _sub(root, "UploadId", upload_id)
+    for name in ("Initiator", "Owner"):
+        who = _sub(root, name)
+        _sub(who, "ID", owner)
+        _sub(who, "DisplayName", owner)
+    _sub(root, "StorageClass", "STANDARD")
+    _sub(root, "PartNumberMarker", str(marker))
+    _sub(root, "NextPartNumberMarker", str(next_marker))
+    _sub(root, "MaxParts", str(max_parts))
+    _sub(root, "IsTruncated", "true" if is_truncated else "false")
+    for number, modified, etag, size in parts:
+        p = _sub(root, "Part")
+        _sub(p, "PartNumber", str(number))
+        _sub(p, "LastModified", timestamp(modified))
+        _sub(p, "ETag", etag)
+        _sub(p, "Size", str(size))
+    return _doc(root)
+
+
+def list_multipart_uploads(
+    *,
+    bucket: str,
+    prefix: str,
+    delimiter: str | None,
+    key_marker: str,
+    upload_id_marker: str,
+    next_key_marker: str | None,
+    next_upload_id_marker: str | None,
+    max_uploads: int,
+    is_truncated: bool,
+    encode: bool,
+    uploads: Iterable[tuple[str, str, datetime, str]],
+    common_prefixes: Iterable[str],
+) -> bytes:
+    def enc(value: str) -> str:
+        return quote(value, safe="/") if encode else value
+
+    root = _root("ListMultipartUploadsResult")
+    _sub(root, "Bucket", bucket)
+    _sub(root, "KeyMarker", enc(key_marker))
+    _sub(root, "UploadIdMarker", upload_id_marker)
+    if next_key_marker is not None:
+        _sub(root, "NextKeyMarker", enc(next_key_marker))
+    if next_upload_id_marker is not None:
+        _sub(root, "NextUploadIdMarker", next_upload_id_marker)
+    _sub(root, "Prefix", enc(prefix))
+    if delimiter is not None:
+        _sub(root, "Delimiter", enc(delimiter))
+    _sub(root, "MaxUploads", str(max_uploads))
+    if encode:
+        _sub(root, "EncodingType", "url")
+    _sub(root, "IsTruncated", "true" if is_truncated else "false")
+    for key, upload_id, initiated, owner in uploads:
+        u = _sub(root, "Upload")
+        _sub(u, "Key", enc(key))
+        _sub(u, "UploadId", upload_id)
+        for name in ("Initiator", "Owner"):
+            who = _sub(u, name)
+            _sub(who, "ID", owner)
+            _sub(who, "DisplayName", owner)
+        _sub(u, "StorageClass", "STANDARD")
+        _sub(u, "Initiated", timestamp(initiated))
+    for cp in common_prefixes:
+        p = _sub(root, "CommonPrefixes")
+        _sub(p, "Prefix", enc(cp))
+    return _doc(root)

@@ -235,3 +235,11 @@ class MissingSecurityHeader(S3Error):
 
 class InvalidURI(S3Error):
     code, status, default_message = "InvalidURI", 400, "Couldn't parse the specified URI."
+
+
+class InvalidPartNumber(S3Error):
+    code, status, default_message = (
+        "InvalidPartNumber",
+        416,
+        "The requested partnumber is not satisfiable",
+    )

@@ -131,6 +131,19 @@ class Upload:
 
 
 @dataclass(frozen=True, slots=True)
+class NewUpload:
+    """What CreateMultipartUpload records; the database assigns the id and the time."""
+
+    bucket: str
+    key: str
+    owner: str
+    content_type: str | None
+    headers: dict[str, str]
+    user_meta: dict[str, str]
+    checksum_algorithm: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class PartInfo:
     part_number: int
     size: int

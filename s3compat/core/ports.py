@@ -9,7 +9,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Protocol
 
 from s3compat.core.layout import Codec
@@ -19,6 +19,7 @@ from s3compat.core.models import (
     CommittedChunk,
     ListEntry,
     NewObject,
+    NewUpload,
     NodeInfo,
     ObjectRecord,
     PartInfo,
@@ -176,7 +177,7 @@ class MetadataStore(Protocol):
         limit: int,
     ) -> list[ListEntry]: ...
 
-    async def create_upload(self, upload: Upload) -> datetime: ...
+    async def create_upload(self, new: NewUpload) -> Upload: ...
 
     async def get_upload(self, upload_id: uuid.UUID, bucket: str, key: str) -> Upload | None: ...
 

@@ -171,7 +171,8 @@ CREATE_UPLOAD = """
 INSERT INTO uploads (upload_id, bucket, key, owner, content_type, headers, user_meta,
                      checksum_algorithm)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-RETURNING initiated
+RETURNING upload_id, bucket, key, initiated, owner, content_type, headers, user_meta,
+          checksum_algorithm
 """
 _UPLOAD_COLUMNS = """upload_id, bucket, key, initiated, owner, content_type, headers, user_meta,
        checksum_algorithm"""

@@ -6,7 +6,7 @@ import hashlib
 import json
 import uuid
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import asyncpg
@@ -20,6 +20,7 @@ from s3compat.core.models import (
     CommittedChunk,
     ListEntry,
     NewObject,
+    NewUpload,
     NodeInfo,
     ObjectPart,
     ObjectRecord,
@@ -327,24 +328,25 @@ class PgMetadata:
 
     # --- multipart uploads ----------------------------------------------------------
 
-    async def create_upload(self, upload: Upload) -> datetime:
+    async def create_upload(self, new: NewUpload) -> Upload:
         try:
-            initiated: datetime = await self._pool.fetchval(
+            row = await self._pool.fetchrow(
                 queries.CREATE_UPLOAD,
-                upload.upload_id,
-                upload.bucket,
-                upload.key,
-                upload.owner,
-                upload.content_type,
-                upload.headers,
-                upload.user_meta,
-                upload.checksum_algorithm,
+                uuid.uuid4(),
+                new.bucket,
+                new.key,
+                new.owner,
+                new.content_type,
+                new.headers,
+                new.user_meta,
+                new.checksum_algorithm,
             )
         except asyncpg.exceptions.ForeignKeyViolationError as exc:
-            raise errors.NoSuchBucket(BucketName=upload.bucket) from exc
+            raise errors.NoSuchBucket(BucketName=new.bucket) from exc
         except Exception as exc:
             raise _translate(exc) from exc
-        return initiated
+        assert row is not None  # INSERT … RETURNING
+        return _upload(row)
 
     async def get_upload(self, upload_id: uuid.UUID, bucket: str, key: str) -> Upload | None:
         row = await self._fetchrow(queries.GET_UPLOAD, upload_id, bucket, key)

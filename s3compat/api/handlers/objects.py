@@ -7,7 +7,9 @@ from starlette.responses import Response, StreamingResponse
 from s3compat.api import headers as h
 from s3compat.api.context import RequestContext
 from s3compat.core import errors
+from s3compat.core.models import ObjectRecord
 from s3compat.service.blobs import BodyChecks
+from s3compat.service.multipart import parse_part_number
 from s3compat.service.objects import PutRequest
 
 
@@ -26,42 +28,59 @@ async def put_object(ctx: RequestContext) -> Response:
         ),
         content_type=hdrs.get("content-type"),
         headers=h.stored_headers(hdrs),
-        user_meta=h.user_metadata(
-            [(k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in hdrs.raw]
-        ),
+        user_meta=h.user_metadata(ctx.raw_headers()),
     )
     await ctx.services.buckets.get_bucket(ctx.bucket, ctx.user)
     record = await ctx.services.objects.put_object(req, ctx.body_stream())
     return Response(headers={"ETag": record.etag})
 
 
+def _span(ctx: RequestContext, record: ObjectRecord) -> tuple[int, tuple[int, int] | None]:
+    """(status, (first, last) or None for the whole object) from Range or partNumber."""
+    number = ctx.route.query.get("partNumber")
+    if number is None:
+        span = h.parse_range(ctx.header("range"), record.size)
+        return (200, None) if span is None else (206, span)
+    if ctx.header("range") is not None:
+        raise errors.InvalidRequest(
+            "Cannot specify both Range header and partNumber query parameter"
+        )
+    n = parse_part_number(number)
+    if n > len(record.parts):
+        raise errors.InvalidPartNumber(
+            PartNumberRequested=number, ActualPartCount=str(len(record.parts))
+        )
+    part = record.parts[n - 1]
+    if part.size == 0:
+        return 206, None
+    return 206, (part.offset, part.offset + part.size - 1)
+
+
+def _range_headers(
+    record: ObjectRecord, span: tuple[int, int] | None
+) -> tuple[dict[str, str], int, int]:
+    out = h.object_headers(record)
+    first, last = span if span is not None else (0, record.size - 1)
+    out["Content-Length"] = str(last - first + 1)
+    if span is not None:
+        out["Content-Range"] = f"bytes {first}-{last}/{record.size}"
+    return out, first, last
+
+
 async def head_object(ctx: RequestContext) -> Response:
     await ctx.services.buckets.get_bucket(ctx.bucket, ctx.user)
     record = await ctx.services.objects.get_object(ctx.bucket, ctx.key)
-    out = h.object_headers(record)
-    status = 200
-    span = h.parse_range(ctx.header("range"), record.size)
-    if span is None:
-        out["Content-Length"] = str(record.size)
-    else:
-        status = 206
-        out["Content-Length"] = str(span[1] - span[0] + 1)
-        out["Content-Range"] = f"bytes {span[0]}-{span[1]}/{record.size}"
+    status, span = _span(ctx, record)
+    out, _, _ = _range_headers(record, span)
     return Response(status_code=status, headers=out)
 
 
 async def get_object(ctx: RequestContext) -> Response:
     await ctx.services.buckets.get_bucket(ctx.bucket, ctx.user)
     record = await ctx.services.objects.get_object(ctx.bucket, ctx.key)
-    out = h.object_headers(record)
-    span = h.parse_range(ctx.header("range"), record.size)
-    if span is None:
-        status, first, last = 200, 0, record.size - 1
-    else:
-        status, (first, last) = 206, span
-        out["Content-Range"] = f"bytes {first}-{last}/{record.size}"
-    out["Content-Length"] = str(last - first + 1)
-    if record.size == 0:
+    status, span = _span(ctx, record)
+    out, first, last = _range_headers(record, span)
+    if last < first:
         return Response(status_code=status, headers=out)
     stream = await ctx.services.objects.open_range(record, first, last)
     return StreamingResponse(stream, status_code=status, headers=out)
