@@ -21,6 +21,7 @@ from s3compat.metadata.repository import PgMetadata, open_pool
 from s3compat.nodes.cluster import NodeCluster
 from s3compat.service.buckets import BucketService
 from s3compat.service.janitor import Janitor
+from s3compat.service.multipart import MultipartService
 from s3compat.service.objects import ObjectService
 from s3compat.settings import Settings
 
@@ -129,6 +130,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
             buckets=BucketService(runtime.meta, settings.region),
             objects=ObjectService(
                 runtime.meta, runtime.cluster, codec, max_put_size=settings.max_put_size
+            ),
+            multipart=MultipartService(
+                runtime.meta, runtime.cluster, codec, min_part_size=settings.min_part_size
             ),
             region=settings.region,
         )

@@ -33,6 +33,7 @@ ENV_VARS = {
     "S3COMPAT_JANITOR_RETRY": "seconds before retrying a deletion on an unreachable node, "
     "default 60",
     "S3COMPAT_MAX_PUT_SIZE": "largest single PutObject in bytes, default 5 GiB",
+    "S3COMPAT_MIN_PART_SIZE": "smallest multipart part but the last, in bytes, default 5 MiB",
     "S3COMPAT_LOG_LEVEL": "logging level, default INFO",
 }
 
@@ -71,6 +72,7 @@ class Settings:
     delete_grace: float = 300.0
     janitor_retry: float = 60.0
     max_put_size: int = 5 * 1024**3
+    min_part_size: int = 5 * 1024**2
     log_level: str = "INFO"
 
     @classmethod
@@ -103,6 +105,7 @@ class Settings:
         take("S3COMPAT_DELETE_GRACE", "delete_grace", float)
         take("S3COMPAT_JANITOR_RETRY", "janitor_retry", float)
         take("S3COMPAT_MAX_PUT_SIZE", "max_put_size", int)
+        take("S3COMPAT_MIN_PART_SIZE", "min_part_size", int)
         take("S3COMPAT_LOG_LEVEL", "log_level")
         if env.get("S3COMPAT_NODES"):
             values["nodes"] = parse_nodes(env["S3COMPAT_NODES"])
@@ -129,6 +132,7 @@ class Settings:
             "S3COMPAT_DELETE_GRACE": str(self.delete_grace),
             "S3COMPAT_JANITOR_RETRY": str(self.janitor_retry),
             "S3COMPAT_MAX_PUT_SIZE": str(self.max_put_size),
+            "S3COMPAT_MIN_PART_SIZE": str(self.min_part_size),
             "S3COMPAT_LOG_LEVEL": self.log_level,
         }
         optional = {

@@ -25,7 +25,7 @@ from s3compat.api import sigv4
 from s3compat.api.context import ClientGone, RequestContext, Services
 from s3compat.api.credentials import CredentialStore
 from s3compat.api.errors import as_s3_error, render_error
-from s3compat.api.handlers import buckets, listing, objects
+from s3compat.api.handlers import buckets, listing, multipart, objects
 from s3compat.api.routing import Op, route
 from s3compat.core import errors
 
@@ -45,6 +45,13 @@ HANDLERS: dict[Op, Handler] = {
     Op.GET_OBJECT: objects.get_object,
     Op.HEAD_OBJECT: objects.head_object,
     Op.DELETE_OBJECT: objects.delete_object,
+    Op.CREATE_MULTIPART_UPLOAD: multipart.create_multipart_upload,
+    Op.UPLOAD_PART: multipart.upload_part,
+    Op.UPLOAD_PART_COPY: multipart.upload_part_copy,
+    Op.COMPLETE_MULTIPART_UPLOAD: multipart.complete_multipart_upload,
+    Op.ABORT_MULTIPART_UPLOAD: multipart.abort_multipart_upload,
+    Op.LIST_PARTS: multipart.list_parts,
+    Op.LIST_MULTIPART_UPLOADS: multipart.list_multipart_uploads,
 }
 
 HealthCheck = Callable[[], Awaitable[tuple[bool, dict[str, object]]]]
@@ -84,7 +91,7 @@ class Gateway:
             if raw_path_s.startswith("/-/") and not self._is_virtual_host(request):
                 response = await self._reserved(raw_path_s)
             else:
-                response = await self._s3(request, raw_path_s, raw_query)
+                response = await self._s3(request, raw_path_s, raw_query, request_id)
         except BaseException as exc:  # every failure becomes an S3 error document
             if isinstance(exc, ClientGone):
                 log.info("%s client disconnected mid-body", request_id)
@@ -125,7 +132,9 @@ class Gateway:
             return JSONResponse(report, status_code=200 if ok else 503)
         raise errors.NoSuchKey()
 
-    async def _s3(self, request: Request, raw_path: str, raw_query: str) -> Response:
+    async def _s3(
+        self, request: Request, raw_path: str, raw_query: str, request_id: str
+    ) -> Response:
         headers = [
             (k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in request.headers.raw
         ]
@@ -154,7 +163,7 @@ class Gateway:
             raise errors.NotImplementedError_(f"{found.op.value} is not implemented.")
         if self.services is None:  # still starting up
             raise errors.ServiceUnavailable()
-        ctx = RequestContext(request, found, auth, user, self.services)
+        ctx = RequestContext(request, found, auth, user, self.services, request_id)
         return await handler(ctx)
 
 
