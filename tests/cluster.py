@@ -314,3 +314,69 @@ def iter_file_chunks(path: Path, size: int = 1 << 20) -> Iterator[bytes]:
     with open(path, "rb") as f:
         while piece := f.read(size):
             yield piece
+
+
+@dataclass
+class ExtraGateway:
+    """A second `s3compat serve` on the same database and nodes as a dev cluster."""
+
+    cluster: Cluster
+    env: dict[str, str] = field(default_factory=dict)
+    port: int = field(default_factory=free_port)
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 60.0) -> ExtraGateway:
+        info = self.cluster.info
+        env = {
+            **os.environ,
+            **TEST_ENV,
+            **self.cluster.env,
+            "DATABASE_URL": info["database_url"],
+            "S3COMPAT_NODES": ",".join(f"{n}={a}" for n, a in info["nodes"].items()),
+            "S3COMPAT_ACCESS_KEY": self.cluster.access_key,
+            "S3COMPAT_SECRET_KEY": self.cluster.secret_key,
+            "S3COMPAT_USER": "admin",
+            "S3COMPAT_PORT": str(self.port),
+            **self.env,
+        }
+        log = open(self.cluster.data_dir / "logs" / f"gateway-{self.port}.log", "ab")  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "s3compat", "serve"],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+        log.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"extra gateway exited with {self.proc.returncode}")
+            try:
+                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
+                conn.request("GET", "/-/health")
+                if conn.getresponse().status == 200:
+                    return self
+            except OSError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError("extra gateway did not become healthy")
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown code runs, as when a machine dies."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
