@@ -211,16 +211,13 @@ WHERE upload_id = $1 AND part_number > $2
 ORDER BY part_number
 LIMIT $3
 """
+# Every part with its blob's binary MD5 (the object ETag is md5 of their concatenation).
 # $1 upload_id
 ALL_PARTS = """
-SELECT part_number, blob_id, size, etag, checksums, last_modified FROM upload_parts
-WHERE upload_id = $1
-ORDER BY part_number
-"""
-# $1 upload_id
-PART_MD5S = """
-SELECT p.part_number, b.md5 FROM upload_parts p JOIN blobs b USING (blob_id)
+SELECT p.part_number, p.blob_id, p.size, p.etag, b.md5
+FROM upload_parts p JOIN blobs b USING (blob_id)
 WHERE p.upload_id = $1
+ORDER BY p.part_number
 """
 # $1 upload_id -> the blobs of every part, for releasing
 DELETE_UPLOAD = """
@@ -247,3 +244,15 @@ WHERE u.state = 'open' AND u.initiated < now() - coalesce(b.upload_ttl, $1::inte
 ORDER BY u.initiated
 LIMIT $2
 """
+
+# --- bucket lifecycle -----------------------------------------------------------------
+
+# The rules and the upload TTL they imply change together, in one statement.
+# $1 name, $2 lifecycle (jsonb, or NULL to delete), $3 upload TTL (interval, or NULL)
+# -> a row if the bucket exists
+SET_BUCKET_LIFECYCLE = """
+UPDATE buckets SET lifecycle = $2, upload_ttl = $3 WHERE name = $1
+RETURNING name
+"""
+# $1 name -> the rules, or no row if the bucket does not exist
+GET_BUCKET_LIFECYCLE = "SELECT lifecycle FROM buckets WHERE name = $1"

@@ -13,6 +13,7 @@ import asyncpg
 
 from s3compat.core import errors
 from s3compat.core.layout import Codec
+from s3compat.core.lifecycle import LifecycleConfiguration
 from s3compat.core.models import (
     Blob,
     Bucket,
@@ -412,10 +413,6 @@ class PgMetadata:
                 stored = {
                     r["part_number"]: r for r in await conn.fetch(queries.ALL_PARTS, upload_id)
                 }
-                md5s = {
-                    r["part_number"]: r["md5"]
-                    for r in await conn.fetch(queries.PART_MD5S, upload_id)
-                }
                 chosen = []
                 for i, (number, etag) in enumerate(requested):
                     part = stored.get(number)
@@ -429,7 +426,7 @@ class PgMetadata:
                             ETag=etag,
                         )
                     chosen.append(part)
-                digest = hashlib.md5(b"".join(md5s[p["part_number"]] for p in chosen))
+                digest = hashlib.md5(b"".join(p["md5"] for p in chosen))
                 obj = NewObject(
                     bucket=bucket,
                     key=key,
@@ -447,11 +444,8 @@ class PgMetadata:
                 # others are dropped with the upload.
                 await conn.execute(queries.DELETE_UPLOAD, upload_id)
                 await conn.execute(queries.DELETE_UPLOAD_ROW, upload_id)
-                unused = [
-                    r["blob_id"]
-                    for n, r in stored.items()
-                    if n not in {p["part_number"] for p in chosen}
-                ]
+                kept = {p["part_number"] for p in chosen}
+                unused = [r["blob_id"] for n, r in stored.items() if n not in kept]
                 if unused:
                     await conn.execute(queries.RELEASE_BLOBS, unused, self._delete_grace)
         except asyncpg.exceptions.ForeignKeyViolationError as exc:
@@ -502,6 +496,26 @@ class PgMetadata:
     ) -> list[tuple[uuid.UUID, str, str]]:
         rows = await self._fetch(queries.EXPIRED_UPLOADS, default_ttl, limit)
         return [(r["upload_id"], r["bucket"], r["key"]) for r in rows]
+
+    # --- bucket lifecycle -----------------------------------------------------------
+
+    async def put_bucket_lifecycle(self, name: str, config: LifecycleConfiguration) -> bool:
+        """Replace the bucket's rules and the upload TTL they imply; False if no bucket."""
+        row = await self._fetchrow(
+            queries.SET_BUCKET_LIFECYCLE, name, config.to_json(), config.upload_ttl
+        )
+        return row is not None
+
+    async def get_bucket_lifecycle(self, name: str) -> LifecycleConfiguration | None:
+        row = await self._fetchrow(queries.GET_BUCKET_LIFECYCLE, name)
+        if row is None or row["lifecycle"] is None:
+            return None
+        return LifecycleConfiguration.from_json(row["lifecycle"])
+
+    async def delete_bucket_lifecycle(self, name: str) -> bool:
+        """Back to the cluster's default upload TTL; False if no bucket."""
+        row = await self._fetchrow(queries.SET_BUCKET_LIFECYCLE, name, None, None)
+        return row is not None
 
 
 def _upload(row: asyncpg.Record) -> Upload:
