@@ -243,3 +243,11 @@ class InvalidPartNumber(S3Error):
         416,
         "The requested partnumber is not satisfiable",
     )
+
+
+class MalformedTrailerError(S3Error):
+    code, status = "MalformedTrailerError", 400
+    default_message = (
+        "The request contained trailing data that was not well-formed or did not conform "
+        "to our published schema."
+    )

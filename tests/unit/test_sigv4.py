@@ -685,6 +685,13 @@ def frozen_botocore(monkeypatch: pytest.MonkeyPatch) -> None:
     import botocore.auth
 
     monkeypatch.setattr(botocore.auth, "get_current_datetime", lambda *a, **k: SIGN_TIME)
+    # With awscrt installed botocore signs V4 with its CRT signers, which read the clock
+    # through their own module.
+    try:
+        import botocore.crt.auth
+    except ImportError:
+        return
+    monkeypatch.setattr(botocore.crt.auth, "get_current_datetime", lambda *a, **k: SIGN_TIME)
 
 
 @dataclass
@@ -732,8 +739,10 @@ def _to_str(value: str | bytes) -> str:
 
 def _from_url(method: str, url: str, headers: dict[str, str | bytes]) -> Captured:
     parts = urlsplit(url)
-    wire: Headers = [("host", parts.netloc)]
-    wire += [(name.lower(), _to_str(value)) for name, value in headers.items()]
+    wire: Headers = [(name.lower(), _to_str(value)) for name, value in headers.items()]
+    if not any(name == "host" for name, _ in wire):
+        # botocore's own signers leave Host to the HTTP client; the CRT ones set it.
+        wire.insert(0, ("host", parts.netloc))
     return Captured(method, parts.path, parts.query, wire)
 
 
