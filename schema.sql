@@ -110,3 +110,10 @@ CREATE TABLE upload_parts (
     last_modified timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (upload_id, part_number)
 );
+
+-- version: 2
+
+-- PutBucketLifecycleConfiguration's rules, as given, so Get can answer with them. Only
+-- AbortIncompleteMultipartUpload rules are accepted; the TTL they imply is kept in
+-- upload_ttl (version 1), which the janitor reads.
+ALTER TABLE buckets ADD COLUMN lifecycle jsonb;

@@ -53,6 +53,7 @@ class Runtime:
             self.cluster,
             stale_write_after=timedelta(seconds=self.settings.stale_write_after),
             retry_after=timedelta(seconds=self.settings.janitor_retry),
+            upload_ttl=timedelta(seconds=self.settings.upload_ttl),
         )
 
     async def open(self) -> None:
@@ -104,6 +105,21 @@ class Runtime:
         return ok, report
 
 
+@contextlib.asynccontextmanager
+async def standalone_janitor(settings: Settings) -> AsyncIterator[Janitor]:
+    """A janitor wired as a gateway's is, without the HTTP side (`s3compat cleanup`).
+
+    The nodes come from the database's `nodes` table (plus any in S3COMPAT_NODES), where
+    every gateway registers the ones it was configured with.
+    """
+    runtime = Runtime(settings)
+    try:
+        await runtime.open()
+        yield runtime.janitor()
+    finally:
+        await runtime.close()
+
+
 def create_app(settings: Settings | None = None) -> Starlette:
     """The ASGI app for one gateway process (uvicorn calls this as a factory)."""
     settings = settings or Settings.from_env()
@@ -129,10 +145,18 @@ def create_app(settings: Settings | None = None) -> Starlette:
         gateway.services = Services(
             buckets=BucketService(runtime.meta, settings.region),
             objects=ObjectService(
-                runtime.meta, runtime.cluster, codec, max_put_size=settings.max_put_size
+                runtime.meta,
+                runtime.cluster,
+                codec,
+                max_put_size=settings.max_put_size,
+                heartbeat=settings.heartbeat_interval,
             ),
             multipart=MultipartService(
-                runtime.meta, runtime.cluster, codec, min_part_size=settings.min_part_size
+                runtime.meta,
+                runtime.cluster,
+                codec,
+                min_part_size=settings.min_part_size,
+                heartbeat=settings.heartbeat_interval,
             ),
             region=settings.region,
         )

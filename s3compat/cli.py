@@ -1,13 +1,22 @@
-"""`s3compat` command line: dev, serve."""
+"""`s3compat` command line: dev, serve, cleanup."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import json
+import logging
 import os
 import sys
+from dataclasses import fields
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from s3compat.settings import Settings
+
+if TYPE_CHECKING:
+    from s3compat.service.janitor import JanitorReport
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -47,7 +56,88 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--credentials-file", help="TOML file of users (default $S3COMPAT_CREDENTIALS_FILE)"
     )
+
+    cleanup = sub.add_parser(
+        "cleanup",
+        help="run the janitor: abort dead writes and expired uploads, delete unused chunks",
+    )
+    cleanup.add_argument(
+        "--once", action="store_true", help="one pass: print what it removed and exit"
+    )
+    target = cleanup.add_mutually_exclusive_group()
+    target.add_argument(
+        "--data-dir",
+        type=Path,
+        help="data directory of a running `s3compat dev` cluster (its cluster.json is read)",
+    )
+    target.add_argument("--database-url", help="PostgreSQL URL (default $DATABASE_URL)")
+    cleanup.add_argument(
+        "--interval",
+        type=float,
+        help="seconds between passes without --once (default $S3COMPAT_JANITOR_INTERVAL or 30)",
+    )
     return parser
+
+
+def _dev_database_url(data_dir: Path) -> str:
+    """The database of the dev cluster running in `data_dir`, from its cluster.json."""
+    path = data_dir / "cluster.json"
+    try:
+        info = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise SystemExit(
+            f"s3compat cleanup: {path} does not exist; is `s3compat dev --data-dir "
+            f"{data_dir}` running?"
+        ) from None
+    except (OSError, ValueError) as exc:
+        raise SystemExit(f"s3compat cleanup: cannot read {path}: {exc}") from None
+    url = info.get("database_url") if isinstance(info, dict) else None
+    if not isinstance(url, str) or not url:
+        raise SystemExit(f"s3compat cleanup: {path} names no database_url")
+    return url
+
+
+def _report_lines(report: JanitorReport) -> list[str]:
+    return [f"{f.name.replace('_', ' ')}: {getattr(report, f.name)}" for f in fields(report)]
+
+
+async def _run_cleanup(settings: Settings, *, once: bool, interval: float) -> None:
+    from s3compat.app import standalone_janitor
+
+    async with standalone_janitor(settings) as janitor:
+        while True:
+            report = await janitor.run_once()
+            if once:
+                print("\n".join(_report_lines(report)), flush=True)
+                return
+            stamp = datetime.now(UTC).isoformat(timespec="seconds")
+            print(f"{stamp} " + ", ".join(_report_lines(report)), flush=True)
+            await asyncio.sleep(interval)
+
+
+def _cleanup(args: argparse.Namespace) -> int:
+    url = _dev_database_url(args.data_dir) if args.data_dir else args.database_url
+    settings = Settings.from_env(database_url=url)
+    if not settings.database_url:
+        print(
+            "s3compat cleanup: DATABASE_URL is not set (or give --data-dir or --database-url)",
+            file=sys.stderr,
+        )
+        return 2
+    logging.basicConfig(
+        stream=sys.stderr,
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
+    interval = args.interval if args.interval is not None else settings.janitor_interval
+    try:
+        asyncio.run(_run_cleanup(settings, once=args.once, interval=interval))
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:
+        print(f"s3compat cleanup: failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -104,6 +194,8 @@ def main(argv: list[str] | None = None) -> int:
         )
     if args.command == "serve":
         return _serve(args)
+    if args.command == "cleanup":
+        return _cleanup(args)
     return 2
 
 

@@ -32,6 +32,8 @@ ENV_VARS = {
     "S3COMPAT_DELETE_GRACE": "seconds a replaced or deleted blob stays readable, default 300",
     "S3COMPAT_JANITOR_RETRY": "seconds before retrying a deletion on an unreachable node, "
     "default 60",
+    "S3COMPAT_UPLOAD_TTL": "seconds before an incomplete multipart upload is aborted, unless "
+    "its bucket's lifecycle says otherwise; default 604800 (7 days)",
     "S3COMPAT_MAX_PUT_SIZE": "largest single PutObject in bytes, default 5 GiB",
     "S3COMPAT_MIN_PART_SIZE": "smallest multipart part but the last, in bytes, default 5 MiB",
     "S3COMPAT_LOG_LEVEL": "logging level, default INFO",
@@ -71,6 +73,7 @@ class Settings:
     stale_write_after: float = 600.0
     delete_grace: float = 300.0
     janitor_retry: float = 60.0
+    upload_ttl: float = 7 * 24 * 3600.0
     max_put_size: int = 5 * 1024**3
     min_part_size: int = 5 * 1024**2
     log_level: str = "INFO"
@@ -104,6 +107,7 @@ class Settings:
         take("S3COMPAT_STALE_WRITE_AFTER", "stale_write_after", float)
         take("S3COMPAT_DELETE_GRACE", "delete_grace", float)
         take("S3COMPAT_JANITOR_RETRY", "janitor_retry", float)
+        take("S3COMPAT_UPLOAD_TTL", "upload_ttl", float)
         take("S3COMPAT_MAX_PUT_SIZE", "max_put_size", int)
         take("S3COMPAT_MIN_PART_SIZE", "min_part_size", int)
         take("S3COMPAT_LOG_LEVEL", "log_level")
@@ -111,6 +115,15 @@ class Settings:
             values["nodes"] = parse_nodes(env["S3COMPAT_NODES"])
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
+
+    @property
+    def heartbeat_interval(self) -> float:
+        """Seconds between a writing gateway's heartbeats on its blob.
+
+        Derived, not configured: several heartbeats must fit in `stale_write_after`, or a
+        slow but live write would be aborted by the janitor as if its gateway had died.
+        """
+        return min(10.0, self.stale_write_after / 3)
 
     def with_(self, **changes: Any) -> Settings:
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
@@ -131,6 +144,7 @@ class Settings:
             "S3COMPAT_STALE_WRITE_AFTER": str(self.stale_write_after),
             "S3COMPAT_DELETE_GRACE": str(self.delete_grace),
             "S3COMPAT_JANITOR_RETRY": str(self.janitor_retry),
+            "S3COMPAT_UPLOAD_TTL": str(self.upload_ttl),
             "S3COMPAT_MAX_PUT_SIZE": str(self.max_put_size),
             "S3COMPAT_MIN_PART_SIZE": str(self.min_part_size),
             "S3COMPAT_LOG_LEVEL": self.log_level,

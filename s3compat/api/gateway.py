@@ -25,7 +25,7 @@ from s3compat.api import sigv4
 from s3compat.api.context import ClientGone, RequestContext, Services
 from s3compat.api.credentials import CredentialStore
 from s3compat.api.errors import as_s3_error, render_error
-from s3compat.api.handlers import buckets, listing, multipart, objects
+from s3compat.api.handlers import buckets, lifecycle, listing, multipart, objects
 from s3compat.api.routing import Op, route
 from s3compat.core import errors
 
@@ -39,6 +39,9 @@ HANDLERS: dict[Op, Handler] = {
     Op.HEAD_BUCKET: buckets.head_bucket,
     Op.DELETE_BUCKET: buckets.delete_bucket,
     Op.GET_BUCKET_LOCATION: buckets.get_bucket_location,
+    Op.PUT_BUCKET_LIFECYCLE_CONFIGURATION: lifecycle.put_bucket_lifecycle_configuration,
+    Op.GET_BUCKET_LIFECYCLE_CONFIGURATION: lifecycle.get_bucket_lifecycle_configuration,
+    Op.DELETE_BUCKET_LIFECYCLE: lifecycle.delete_bucket_lifecycle,
     Op.LIST_OBJECTS: listing.list_objects,
     Op.LIST_OBJECTS_V2: listing.list_objects_v2,
     Op.PUT_OBJECT: objects.put_object,

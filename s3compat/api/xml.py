@@ -13,6 +13,8 @@ from urllib.parse import quote
 from lxml import etree
 
 from s3compat.core import errors
+from s3compat.core.lifecycle import MAX_DAYS, MAX_ID_LENGTH, MAX_RULES, AbortRule, Scope
+from s3compat.core.lifecycle import LifecycleConfiguration as Lifecycle
 
 S3_NS = "http://s3.amazonaws.com/doc/2006-03-01/"
 MAX_XML_BYTES = 1 << 20
@@ -326,4 +328,159 @@ def list_multipart_uploads(
     for cp in common_prefixes:
         p = _sub(root, "CommonPrefixes")
         _sub(p, "Prefix", enc(cp))
+    return _doc(root)
+
+
+# --- bucket lifecycle -----------------------------------------------------------------
+#
+# Only whole-bucket AbortIncompleteMultipartUpload rules (see core/lifecycle.py). Order of
+# refusal: a document that is not a well-formed configuration is MalformedXML; a valid one
+# asking for something we do not do is NotImplemented; a bad value is InvalidArgument.
+
+_RULE_ELEMENTS = frozenset({"ID", "Prefix", "Filter", "Status", "AbortIncompleteMultipartUpload"})
+_OTHER_ACTIONS = frozenset(
+    {"Expiration", "Transition", "NoncurrentVersionExpiration", "NoncurrentVersionTransition"}
+)
+_FILTER_ELEMENTS = frozenset(
+    {"Prefix", "Tag", "And", "ObjectSizeGreaterThan", "ObjectSizeLessThan"}
+)
+
+
+def _children(el: etree._Element) -> dict[str, list[etree._Element]]:
+    """Child elements by local name (comments and processing instructions skipped)."""
+    out: dict[str, list[etree._Element]] = {}
+    for child in el:
+        if isinstance(child.tag, str):
+            out.setdefault(local_name(child), []).append(child)
+    return out
+
+
+def _one(children: dict[str, list[etree._Element]], name: str) -> etree._Element | None:
+    found = children.get(name, [])
+    if len(found) > 1:
+        raise errors.MalformedXML()
+    return found[0] if found else None
+
+
+def _leaf(el: etree._Element) -> str:
+    """The text of an element that must hold text only."""
+    if any(isinstance(child.tag, str) for child in el):
+        raise errors.MalformedXML()
+    return el.text or ""
+
+
+def _rule_scope(children: dict[str, list[etree._Element]]) -> Scope:
+    prefix = _one(children, "Prefix")
+    filter_ = _one(children, "Filter")
+    if prefix is not None and filter_ is not None:
+        raise errors.MalformedXML()
+    whole_bucket_only = errors.NotImplementedError_(
+        "Lifecycle rules are only implemented for a whole bucket (an empty prefix and no "
+        "other filter)."
+    )
+    if prefix is not None:
+        if _leaf(prefix):
+            raise whole_bucket_only
+        return "prefix"
+    if filter_ is None:
+        return "none"
+    conditions = _children(filter_)
+    if set(conditions) - _FILTER_ELEMENTS:
+        raise errors.MalformedXML()
+    if sum(len(found) for found in conditions.values()) > 1:
+        raise errors.MalformedXML()  # several conditions must be combined in <And>
+    if not conditions:
+        return "filter"
+    inner = _one(conditions, "Prefix")
+    if inner is None or _leaf(inner):
+        raise whole_bucket_only
+    return "filter-prefix"
+
+
+def _days_after_initiation(action: etree._Element) -> int:
+    fields = _children(action)
+    if set(fields) != {"DaysAfterInitiation"}:
+        raise errors.MalformedXML()
+    field = _one(fields, "DaysAfterInitiation")
+    assert field is not None
+    text = _leaf(field).strip()
+    days = int(text) if text.isascii() and text.isdigit() else 0
+    if not 1 <= days <= MAX_DAYS:
+        raise errors.InvalidArgument(
+            "'DaysAfterInitiation' for AbortIncompleteMultipartUpload action must be a "
+            "positive integer",
+            ArgumentName="DaysAfterInitiation",
+            ArgumentValue=text,
+        )
+    return days
+
+
+def _lifecycle_rule(el: etree._Element) -> AbortRule:
+    children = _children(el)
+    if set(children) - _RULE_ELEMENTS - _OTHER_ACTIONS:
+        raise errors.MalformedXML()
+    status = _one(children, "Status")
+    if status is None or _leaf(status) not in ("Enabled", "Disabled"):
+        raise errors.MalformedXML()
+    id_el = _one(children, "ID")
+    rule_id = _leaf(id_el) if id_el is not None else ""
+    scope = _rule_scope(children)
+    other = sorted(set(children) & _OTHER_ACTIONS)
+    if other:
+        raise errors.NotImplementedError_(
+            f"The lifecycle action {other[0]} is not implemented; only "
+            "AbortIncompleteMultipartUpload is."
+        )
+    action = _one(children, "AbortIncompleteMultipartUpload")
+    if action is None:
+        raise errors.MalformedXML()  # a rule must have an action
+    days = _days_after_initiation(action)
+    if len(rule_id) > MAX_ID_LENGTH:
+        raise errors.InvalidArgument(
+            "ID length should not exceed allowed limit of 255",
+            ArgumentName="ID",
+            ArgumentValue=rule_id,
+        )
+    return AbortRule(rule_id=rule_id, enabled=_leaf(status) == "Enabled", days=days, scope=scope)
+
+
+def parse_lifecycle_configuration(body: bytes) -> Lifecycle:
+    """A PutBucketLifecycleConfiguration body. Rules without an ID keep an empty one."""
+    if not body.strip():
+        raise errors.MalformedXML()
+    root = parse(body)
+    children = _children(root)
+    if local_name(root) != "LifecycleConfiguration" or set(children) - {"Rule"}:
+        raise errors.MalformedXML()
+    elements = children.get("Rule", [])
+    if not 1 <= len(elements) <= MAX_RULES:
+        raise errors.MalformedXML()
+    rules = [_lifecycle_rule(el) for el in elements]
+    seen: set[str] = set()
+    for rule in rules:
+        if rule.rule_id and rule.rule_id in seen:
+            raise errors.InvalidArgument(
+                "Rule ID must be unique. Found same ID for more than one rule",
+                ArgumentName="ID",
+                ArgumentValue=rule.rule_id,
+            )
+        seen.add(rule.rule_id)
+    return Lifecycle(tuple(rules))
+
+
+def lifecycle_configuration(config: Lifecycle) -> bytes:
+    """GetBucketLifecycleConfiguration: the rules as they were put."""
+    root = _root("LifecycleConfiguration")
+    for rule in config.rules:
+        el = _sub(root, "Rule")
+        _sub(el, "ID", rule.rule_id)
+        if rule.scope == "filter":
+            _sub(el, "Filter")
+        elif rule.scope == "filter-prefix":
+            _sub(_sub(el, "Filter"), "Prefix", "")
+        elif rule.scope == "prefix":
+            _sub(el, "Prefix", "")
+        _sub(el, "Status", "Enabled" if rule.enabled else "Disabled")
+        action = _sub(el, "AbortIncompleteMultipartUpload")
+        _sub(action, "DaysAfterInitiation", str(rule.days))
     return _doc(root)

@@ -13,6 +13,7 @@ from datetime import timedelta
 from typing import Protocol
 
 from s3compat.core.layout import Codec
+from s3compat.core.lifecycle import LifecycleConfiguration
 from s3compat.core.models import (
     Blob,
     Bucket,
@@ -150,6 +151,12 @@ class MetadataStore(Protocol):
     async def list_buckets(self, owner: str | None = None) -> list[Bucket]: ...
 
     async def delete_bucket(self, name: str) -> None: ...
+
+    async def put_bucket_lifecycle(self, name: str, config: LifecycleConfiguration) -> bool: ...
+
+    async def get_bucket_lifecycle(self, name: str) -> LifecycleConfiguration | None: ...
+
+    async def delete_bucket_lifecycle(self, name: str) -> bool: ...
 
     async def begin_blob(self, blob_id: uuid.UUID, codec: Codec, nodes: Sequence[str]) -> None: ...
 

@@ -2,7 +2,13 @@
 
 Everything lives under one data directory, so stopping and starting again finds the same
 buckets and objects. The supervisor writes `cluster.json` there (endpoint, ports, pids) for
-tools and tests, and stops every child on Ctrl-C or when any child dies.
+tools and tests, and stops every child on Ctrl-C.
+
+A node or the gateway that dies is restarted on the port it had, so the node addresses the
+gateway registered (and its clients' endpoint) stay right; cluster.json gets the new pids.
+A child that keeps dying (more than RESTART_LIMIT restarts in RESTART_WINDOW seconds) is a
+fault a restart will not fix, and PostgreSQL holds every other child's state: either makes
+the supervisor stop everything and exit 1.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import time
 import tomllib
 import urllib.error
 import urllib.request
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
@@ -27,6 +34,12 @@ from s3compat.settings import Settings
 
 NODE_COUNT = 6
 DEV_USER = "admin"
+RESTART_LIMIT = 5
+RESTART_WINDOW = 60.0
+
+
+class _Interrupted(Exception):
+    """Ctrl-C or SIGTERM arrived while a child was being restarted."""
 
 
 @dataclass
@@ -66,6 +79,10 @@ class Supervisor:
         self.nodes: dict[str, subprocess.Popen[bytes]] = {}
         self.node_addresses: dict[str, str] = {}
         self.gateway: subprocess.Popen[bytes] | None = None
+        self.gateway_env: dict[str, str] = {}
+        self.endpoint = f"http://{opts.host}:{opts.port}"
+        self.database_url = ""
+        self.restarts: dict[str, deque[float]] = {}
         self.stopping = False
 
     # --- start ----------------------------------------------------------------------
@@ -86,7 +103,8 @@ class Supervisor:
         finally:
             log.close()
 
-    def _start_node(self, node_id: str) -> None:
+    def _start_node(self, node_id: str, port: int = 0) -> None:
+        """Start a node on `port` (0: any free one) and wait for its address."""
         log_name = f"{node_id}.log"
         log_path = self.logs / log_name
         offset = log_path.stat().st_size if log_path.exists() else 0
@@ -98,7 +116,7 @@ class Supervisor:
                 "--id",
                 node_id,
                 "--listen",
-                f"{self.opts.host}:0",
+                f"{self.opts.host}:{port}",
                 "--data",
                 str(self.data / "nodes" / node_id),
             ],
@@ -108,6 +126,8 @@ class Supervisor:
         marker = f"nodeserver {node_id} listening on "
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
+            if self.stopping:
+                raise _Interrupted()
             with open(log_path, "rb") as f:
                 f.seek(offset)
                 for line in f.read().decode("utf-8", "replace").splitlines():
@@ -119,9 +139,18 @@ class Supervisor:
             time.sleep(0.05)
         raise RuntimeError(f"{node_id} did not start; see {log_path}")
 
-    def _wait_gateway(self, endpoint: str, timeout: float = 60.0) -> None:
+    def _start_gateway(self) -> None:
+        self.gateway = self._spawn(
+            [sys.executable, "-m", "s3compat", "serve"], "gateway.log", self.gateway_env
+        )
+
+    def _wait_gateway(self, endpoint: str, timeout: float = 60.0, *, healthy: bool = True) -> None:
+        """Wait until the gateway answers its health check (with 200 unless not `healthy`:
+        a restarted gateway is up even while a node it reports on is still restarting)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
+            if self.stopping:
+                raise _Interrupted()
             assert self.gateway is not None
             if self.gateway.poll() is not None:
                 raise RuntimeError(
@@ -132,6 +161,10 @@ class Supervisor:
                 with urllib.request.urlopen(f"{endpoint}/-/health", timeout=2) as resp:
                     if resp.status == 200:
                         return
+            except urllib.error.HTTPError as exc:
+                if not healthy:
+                    return
+                exc.close()
             except (urllib.error.URLError, OSError):
                 pass
             time.sleep(0.1)
@@ -144,6 +177,7 @@ class Supervisor:
         if not database_url:
             self.pg = EmbeddedPostgres(self.data / "postgres")
             database_url = self.pg.start()
+        self.database_url = database_url
         for i in range(1, NODE_COUNT + 1):
             self._start_node(f"node{i}")
         settings = Settings.from_env().with_(
@@ -155,36 +189,62 @@ class Supervisor:
             secret_key=secret,
             user=DEV_USER,
         )
-        env = {**os.environ, **settings.to_env(), **self.opts.extra_env}
-        self.gateway = self._spawn([sys.executable, "-m", "s3compat", "serve"], "gateway.log", env)
-        endpoint = f"http://{self.opts.host}:{self.opts.port}"
-        self._wait_gateway(endpoint)
+        self.gateway_env = {**os.environ, **settings.to_env(), **self.opts.extra_env}
+        self._start_gateway()
+        self._wait_gateway(self.endpoint)
+        info = self._write_info()
+        info["access_key"], info["secret_key"] = access, secret
+        return info
+
+    def _write_info(self) -> dict[str, object]:
+        """cluster.json, for tools and tests; no secrets. Replaced atomically, so a reader
+        never sees half a file while a restarted child's pid is being recorded."""
+        assert self.gateway is not None
         info: dict[str, object] = {
-            "endpoint": endpoint,
-            "database_url": database_url,
-            "nodes": self.node_addresses,
+            "endpoint": self.endpoint,
+            "database_url": self.database_url,
+            "nodes": dict(self.node_addresses),
             "pids": {
                 "gateway": self.gateway.pid,
                 "postgres": self.pg.proc.pid if self.pg and self.pg.proc else None,
                 **{n: p.pid for n, p in self.nodes.items()},
             },
         }
-        (self.data / "cluster.json").write_text(json.dumps(info, indent=2))
-        info["access_key"], info["secret_key"] = access, secret
+        path = self.data / "cluster.json"
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps(info, indent=2))
+        tmp.replace(path)
         return info
 
     # --- run and stop ---------------------------------------------------------------
 
-    def children(self) -> list[tuple[str, subprocess.Popen[bytes]]]:
-        out = [(n, p) for n, p in self.nodes.items()]
-        if self.gateway is not None:
-            out.insert(0, ("gateway", self.gateway))
-        if self.pg is not None and self.pg.proc is not None:
-            out.append(("postgres", self.pg.proc))
-        return out
+    def _may_restart(self, name: str) -> bool:
+        """Record a restart of `name`; False if it already had RESTART_LIMIT of them within
+        the last RESTART_WINDOW seconds."""
+        now = time.monotonic()
+        recent = self.restarts.setdefault(name, deque())
+        while recent and now - recent[0] > RESTART_WINDOW:
+            recent.popleft()
+        if len(recent) >= RESTART_LIMIT:
+            return False
+        recent.append(now)
+        return True
+
+    def _restart(self, name: str) -> subprocess.Popen[bytes]:
+        """Start `name` again where it was: a node on its previous port, the gateway on
+        its own. Raises RuntimeError if it does not come up."""
+        if name == "gateway":
+            self._start_gateway()
+            self._wait_gateway(self.endpoint, healthy=False)
+            assert self.gateway is not None
+            return self.gateway
+        port = int(self.node_addresses[name].rpartition(":")[2])
+        self._start_node(name, port)
+        return self.nodes[name]
 
     def wait(self) -> int:
-        """Block until Ctrl-C/SIGTERM (exit 0) or until a child dies (exit 1)."""
+        """Block until Ctrl-C/SIGTERM (exit 0), restarting nodes and the gateway when they
+        die; exit 1 when PostgreSQL dies or a child dies too often to keep restarting."""
 
         def on_signal(signum: int, frame: FrameType | None) -> None:
             self.stopping = True
@@ -192,12 +252,47 @@ class Supervisor:
         signal.signal(signal.SIGINT, on_signal)
         signal.signal(signal.SIGTERM, on_signal)
         while not self.stopping:
-            for name, proc in self.children():
-                if proc.poll() is not None:
-                    print(f"{name} exited with {proc.returncode}; stopping", file=sys.stderr)
+            if self.pg is not None and self.pg.proc is not None:
+                code = self.pg.proc.poll()
+                if code is not None:
+                    print(f"postgres exited with {code}; stopping", file=sys.stderr, flush=True)
                     return 1
+            # Nodes before the gateway: a restarted gateway then finds them serving.
+            restartable = [*self.nodes.items()]
+            if self.gateway is not None:
+                restartable.append(("gateway", self.gateway))
+            for name, proc in restartable:
+                code = proc.poll()
+                if code is None or self.stopping:
+                    continue
+                if not self._may_restart(name):
+                    print(
+                        f"{name} exited with {code} after {RESTART_LIMIT} restarts within "
+                        f"{RESTART_WINDOW:.0f} s; stopping",
+                        file=sys.stderr,
+                        flush=True,
+                    )
+                    return 1
+                print(f"{name} exited with {code}; restarting it", file=sys.stderr, flush=True)
+                try:
+                    new = self._restart(name)
+                except _Interrupted:
+                    break
+                except RuntimeError as exc:
+                    # Tried again on the next round, which counts against the limit.
+                    print(f"{name} did not restart: {exc}", file=sys.stderr, flush=True)
+                    self._kill(name)
+                    continue
+                self._write_info()
+                print(f"{name} restarted, pid {new.pid}", file=sys.stderr, flush=True)
             time.sleep(0.2)
         return 0
+
+    def _kill(self, name: str) -> None:
+        proc = self.gateway if name == "gateway" else self.nodes.get(name)
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
     def stop(self) -> None:
         """Gateway first (no new writes), then the nodes, then PostgreSQL."""

@@ -35,6 +35,9 @@ from s3compat.core.ports import ChunkWriter, MetadataStore, NodeDirectory, NodeE
 
 log = logging.getLogger(__name__)
 
+# The default interval between heartbeats on a blob being written. app.py passes one derived
+# from S3COMPAT_STALE_WRITE_AFTER (Settings.heartbeat_interval), so that the janitor never
+# mistakes a live write for one whose gateway died.
 HEARTBEAT_SECONDS = 10.0
 
 
@@ -96,9 +99,16 @@ class BlobWriter:
     """Writes one blob. Use `write_blob` rather than this class directly."""
 
     def __init__(
-        self, meta: MetadataStore, nodes: NodeDirectory, codec: Codec, checks: BodyChecks
+        self,
+        meta: MetadataStore,
+        nodes: NodeDirectory,
+        codec: Codec,
+        checks: BodyChecks,
+        *,
+        heartbeat: float = HEARTBEAT_SECONDS,
     ) -> None:
         self.meta = meta
+        self.heartbeat = heartbeat
         self.nodes = nodes
         self.codec = codec
         self.blob_id = uuid.uuid4()
@@ -126,6 +136,8 @@ class BlobWriter:
         self.placement = self.nodes.placement(hexid, CHUNKS_PER_BLOB)
         await self.meta.begin_blob(self.blob_id, self.codec, self.placement)
         heartbeat = asyncio.create_task(self._heartbeat())
+        # One segment is sent while the next one is received: two in memory at most.
+        in_flight: asyncio.Task[None] | None = None
         try:
             self.writers = list(
                 await asyncio.gather(
@@ -137,8 +149,6 @@ class BlobWriter:
             )
             seg_size = self.codec.segment_size
             buf = bytearray()
-            # One segment is sent while the next one is received: two in memory at most.
-            in_flight: asyncio.Task[None] | None = None
             async for piece in body:
                 self.size += len(piece)
                 if max_size is not None and self.size > max_size:
@@ -161,6 +171,10 @@ class BlobWriter:
             self.checks.verify(self.size, self.digests.md5.digest(), sha)
             stored = await asyncio.gather(*(w.finish() for w in self.writers))
         except BaseException:
+            if in_flight is not None and not in_flight.done():
+                in_flight.cancel()
+                with contextlib.suppress(BaseException):
+                    await in_flight
             await self._abort()
             raise
         finally:
@@ -178,7 +192,7 @@ class BlobWriter:
 
     async def _heartbeat(self) -> None:
         while True:
-            await asyncio.sleep(HEARTBEAT_SECONDS)
+            await asyncio.sleep(self.heartbeat)
             try:
                 await self.meta.heartbeat_blob(self.blob_id)
             except Exception:  # a missed heartbeat is retried at the next tick
@@ -210,8 +224,10 @@ async def write_blob(
     codec: Codec,
     body: AsyncIterator[bytes],
     checks: BodyChecks,
+    *,
+    heartbeat: float = HEARTBEAT_SECONDS,
 ) -> tuple[BlobWriter, WrittenBlob]:
-    writer = BlobWriter(meta, nodes, codec, checks)
+    writer = BlobWriter(meta, nodes, codec, checks, heartbeat=heartbeat)
     return writer, await writer.run(body)
 
 
@@ -272,10 +288,12 @@ async def store_blob(
     codec: Codec,
     body: AsyncIterator[bytes],
     checks: BodyChecks,
+    *,
+    heartbeat: float = HEARTBEAT_SECONDS,
 ) -> tuple[BlobWriter, WrittenBlob]:
     """write_blob, with node failures reported to the client as 503 ServiceUnavailable."""
     try:
-        return await write_blob(meta, nodes, codec, body, checks)
+        return await write_blob(meta, nodes, codec, body, checks, heartbeat=heartbeat)
     except NodeError as exc:
         log.error("storage node failure while writing: %s", exc)
         raise errors.ServiceUnavailable("A storage node is unavailable.") from exc

@@ -1,8 +1,10 @@
-"""Bucket operations: CreateBucket, HeadBucket, DeleteBucket, ListBuckets, GetBucketLocation."""
+"""Bucket operations: CreateBucket, HeadBucket, DeleteBucket, ListBuckets, GetBucketLocation,
+and the bucket's lifecycle (Put/GetBucketLifecycleConfiguration, DeleteBucketLifecycle)."""
 
 from __future__ import annotations
 
 from s3compat.core import errors
+from s3compat.core.lifecycle import LifecycleConfiguration
 from s3compat.core.models import Bucket
 from s3compat.core.naming import check_bucket_name
 from s3compat.core.ports import MetadataStore
@@ -48,3 +50,25 @@ class BucketService:
     async def delete_bucket(self, name: str, owner: str) -> None:
         await self.get_bucket(name, owner)
         await self.meta.delete_bucket(name)
+
+    # --- lifecycle: the owner only ---------------------------------------------------
+
+    async def put_bucket_lifecycle(
+        self, name: str, owner: str, config: LifecycleConfiguration
+    ) -> None:
+        await self.get_bucket(name, owner)
+        if not await self.meta.put_bucket_lifecycle(name, config.with_rule_ids()):
+            raise errors.NoSuchBucket(BucketName=name)
+
+    async def get_bucket_lifecycle(self, name: str, owner: str) -> LifecycleConfiguration:
+        await self.get_bucket(name, owner)
+        config = await self.meta.get_bucket_lifecycle(name)
+        if config is None:
+            raise errors.NoSuchLifecycleConfiguration(BucketName=name)
+        return config
+
+    async def delete_bucket_lifecycle(self, name: str, owner: str) -> None:
+        """Idempotent, as on S3: deleting a configuration that does not exist succeeds."""
+        await self.get_bucket(name, owner)
+        if not await self.meta.delete_bucket_lifecycle(name):
+            raise errors.NoSuchBucket(BucketName=name)

@@ -1,4 +1,5 @@
-"""The janitor: collects the chunks of aborted writes and of blobs nothing references.
+"""The janitor: aborts expired multipart uploads, and collects the chunks of aborted
+writes and of blobs nothing references.
 
 It runs in every gateway. PostgreSQL's `FOR UPDATE SKIP LOCKED` hands each blob to one
 janitor at a time, so many gateways share the work without doing any of it twice. A chunk
@@ -6,6 +7,11 @@ row is forgotten only after its node confirmed the delete; a node that is down k
 rows, and the blob is retried later. Committed, referenced blobs are never touched: only
 blobs in state 'aborted' or 'deleting' are claimed, and a blob reaches 'deleting' only in
 the transaction that drops its last reference.
+
+Expired uploads (older than their bucket's lifecycle TTL, or the cluster default) are
+aborted through `abort_upload`, which locks the upload's row: when several janitors pick
+the same upload, one aborts it and the others find it gone, so each upload is counted once.
+Aborting only releases the parts' blobs; their chunks are collected like any other's.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ log = logging.getLogger(__name__)
 @dataclass(slots=True)
 class JanitorReport:
     stale_writes_aborted: int = 0
+    uploads_aborted: int = 0
     blobs_collected: int = 0
     chunks_deleted: int = 0
     chunks_deferred: int = 0
@@ -38,12 +45,14 @@ class Janitor:
         *,
         stale_write_after: timedelta,
         retry_after: timedelta,
+        upload_ttl: timedelta,
         batch: int = 100,
     ) -> None:
         self.meta = meta
         self.nodes = nodes
         self.stale_write_after = stale_write_after
         self.retry_after = retry_after
+        self.upload_ttl = upload_ttl
         self.batch = batch
 
     async def _delete(self, blob_id: uuid.UUID, index: int, node_id: str) -> bool:
@@ -54,8 +63,26 @@ class Janitor:
             return False
         return True
 
+    async def _abort_expired_uploads(self) -> int:
+        aborted = 0
+        while True:
+            expired = await self.meta.expired_uploads(self.upload_ttl, self.batch)
+            done = 0
+            for upload_id, bucket, key in expired:
+                if await self.meta.abort_upload(upload_id, bucket, key):
+                    log.info("janitor: aborted expired upload %s of %s/%s", upload_id, bucket, key)
+                    done += 1
+            aborted += done
+            # A short page means nothing else is expired; a page where another janitor
+            # beat us to every upload means it is working through them: leave it the rest.
+            if len(expired) < self.batch or done == 0:
+                return aborted
+
     async def run_once(self) -> JanitorReport:
         report = JanitorReport()
+        # Uploads first: their released parts can then be collected in this same pass
+        # (once the delete grace period has run out).
+        report.uploads_aborted = await self._abort_expired_uploads()
         report.stale_writes_aborted = await self.meta.abort_stale_writes(self.stale_write_after)
 
         async def collect(
@@ -79,7 +106,7 @@ class Janitor:
         while True:
             try:
                 report = await self.run_once()
-                if report.blobs_collected or report.stale_writes_aborted:
+                if report.blobs_collected or report.stale_writes_aborted or report.uploads_aborted:
                     log.info("janitor: %s", report)
             except asyncio.CancelledError:
                 raise

@@ -18,7 +18,7 @@ from s3compat.core.layout import Codec
 from s3compat.core.models import NewUpload, ObjectRecord, PartInfo, Upload, UploadEntry
 from s3compat.core.naming import check_key, prefix_upper_bound
 from s3compat.core.ports import MetadataStore, NodeDirectory
-from s3compat.service.blobs import BodyChecks, store_blob
+from s3compat.service.blobs import HEARTBEAT_SECONDS, BodyChecks, store_blob
 
 MIN_PART_SIZE = 5 * 1024**2
 MAX_PART_SIZE = 5 * 1024**3
@@ -35,10 +35,9 @@ def parse_upload_id(value: str) -> uuid.UUID:
 
 
 def parse_part_number(value: str | None) -> int:
-    try:
-        number = int(value or "")
-    except ValueError:
-        number = 0
+    # int() would also take " 1", "+1", "1_0" and non-ASCII digits; S3 takes none of them.
+    text = value or ""
+    number = int(text) if text.isascii() and text.isdigit() else 0
     if not 1 <= number <= MAX_PART_NUMBER:
         raise errors.InvalidArgument(
             "Part number must be an integer between 1 and 10000, inclusive",
@@ -74,12 +73,14 @@ class MultipartService:
         *,
         min_part_size: int = MIN_PART_SIZE,
         max_part_size: int = MAX_PART_SIZE,
+        heartbeat: float = HEARTBEAT_SECONDS,
     ) -> None:
         self.meta = meta
         self.nodes = nodes
         self.codec = codec
         self.min_part_size = min_part_size
         self.max_part_size = max_part_size
+        self.heartbeat = heartbeat
 
     async def create_multipart_upload(
         self,
@@ -127,7 +128,9 @@ class MultipartService:
             )
         upload = await self.get_upload(bucket, key, upload_id)
         checks = replace(checks, max_size=self.max_part_size)
-        writer, blob = await store_blob(self.meta, self.nodes, self.codec, body, checks)
+        writer, blob = await store_blob(
+            self.meta, self.nodes, self.codec, body, checks, heartbeat=self.heartbeat
+        )
         try:
             return await self.meta.commit_part(
                 upload.upload_id,
@@ -186,12 +189,22 @@ class MultipartService:
         at_least: str | None = prefix or None
         key_after: str | None = None
         after_upload: tuple[str, str] | None = None
+        skip: str | None = None
         if key_marker:
-            if upload_id_marker:
+            marker_cp = None
+            if delimiter and key_marker.startswith(prefix):
+                at = key_marker.find(delimiter, len(prefix))
+                marker_cp = key_marker[: at + len(delimiter)] if at >= 0 else None
+            if marker_cp is not None:
+                # The marker is a common prefix a previous page reported (or lies under
+                # one): resume past every key under it, as ListObjects does.
+                at_least, skip = prefix_upper_bound(marker_cp), marker_cp
+                if at_least is None:
+                    return page
+            elif upload_id_marker:
                 after_upload = (key_marker, upload_id_marker)
             else:
                 key_after = key_marker
-        skip: str | None = None
         while True:
             batch = min(max_uploads - self._count(page) + 1, MAX_UPLOADS_PER_PAGE + 1)
             rows = await self.meta.list_uploads(

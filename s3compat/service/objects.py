@@ -16,7 +16,7 @@ from s3compat.core.models import ListPage, NewObject, ObjectRecord
 from s3compat.core.naming import check_key
 from s3compat.core.ports import MetadataStore, NodeDirectory
 from s3compat.service import listing
-from s3compat.service.blobs import BlobReader, BodyChecks, store_blob
+from s3compat.service.blobs import HEARTBEAT_SECONDS, BlobReader, BodyChecks, store_blob
 
 log = logging.getLogger(__name__)
 
@@ -43,11 +43,13 @@ class ObjectService:
         codec: Codec,
         *,
         max_put_size: int = MAX_PUT_SIZE,
+        heartbeat: float = HEARTBEAT_SECONDS,
     ) -> None:
         self.meta = meta
         self.nodes = nodes
         self.codec = codec
         self.max_put_size = max_put_size
+        self.heartbeat = heartbeat
 
     async def put_object(self, req: PutRequest, body: AsyncIterator[bytes]) -> ObjectRecord:
         check_key(req.key)
@@ -57,7 +59,9 @@ class ObjectService:
                 MaxSizeAllowed=str(self.max_put_size),
             )
         checks = replace(req.checks, max_size=self.max_put_size)
-        writer, blob = await store_blob(self.meta, self.nodes, self.codec, body, checks)
+        writer, blob = await store_blob(
+            self.meta, self.nodes, self.codec, body, checks, heartbeat=self.heartbeat
+        )
         new = NewObject(
             bucket=req.bucket,
             key=req.key,

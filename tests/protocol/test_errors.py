@@ -121,7 +121,6 @@ def test_entity_too_large(cluster: Cluster, bucket: str) -> None:
         ("PUT", "/{b}/k?tagging"),
         ("PUT", "/{b}/k?retention"),
         ("POST", "/{b}/k?restore"),
-        ("POST", "/{b}/k?uploads"),
     ],
 )
 def test_unknown_or_unimplemented_subresources(
