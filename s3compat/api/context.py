@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 from starlette.requests import ClientDisconnect, Request
 
+from s3compat.api import chunked
+from s3compat.api import headers as h
 from s3compat.api.routing import Route
 from s3compat.api.sigv4 import AuthContext
-from s3compat.core import errors
+from s3compat.core import checksums, errors
+from s3compat.service.blobs import BodyChecks
 from s3compat.service.buckets import BucketService
 from s3compat.service.multipart import MultipartService
 from s3compat.service.objects import ObjectService
@@ -59,16 +62,69 @@ class RequestContext:
             (k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in self.request.headers.raw
         ]
 
+    @property
+    def aws_chunked(self) -> bool:
+        """The body is aws-chunked framing (x-amz-content-sha256: STREAMING-…)."""
+        return self.auth.payload_hash.startswith("STREAMING-")
+
     def signed_sha256(self) -> str | None:
         """The hex body hash the client signed, or None when the payload is unsigned."""
         value = self.auth.payload_hash
-        if value == UNSIGNED:
+        if value == UNSIGNED or self.aws_chunked:
             return None
-        if value.startswith("STREAMING-"):
-            raise errors.NotImplementedError_(
-                "aws-chunked (STREAMING-*) request bodies are not supported yet."
-            )
         return value
+
+    def object_body(
+        self, *, default_checksum: str | None = None
+    ) -> tuple[AsyncIterator[bytes], BodyChecks]:
+        """The body of a PutObject or UploadPart, decoded, and what to verify it against.
+
+        aws-chunked bodies are decoded as they stream (chunk signatures checked, framing
+        never stored); their length is x-amz-decoded-content-length and their checksum may
+        arrive in the trailer, so it is read only once the body has ended.
+        """
+        hdrs = self.request.headers
+        length = h.content_length(hdrs)
+        if length is None and "transfer-encoding" not in hdrs:
+            raise errors.MissingContentLength()
+        algorithm, value, trailer = h.requested_checksum(hdrs, self.raw_headers(), default_checksum)
+        body: AsyncIterator[bytes] = self.body_stream()
+        late: Callable[[], bytes | None] | None = None
+        if self.aws_chunked:
+            decoded = hdrs.get("x-amz-decoded-content-length")
+            length = h.content_length({"content-length": decoded}) if decoded else None
+            trailers = chunked.Trailers()
+            body = chunked.decode(
+                body,
+                verifier=chunked.verifier_for(self.auth),
+                decoded_content_length=length,
+                trailers=trailers,
+                expected_trailers=chunked.parse_trailer_header(hdrs.get("x-amz-trailer")),
+            )
+            if trailer is not None and algorithm is not None:
+                alg = algorithm
+
+                def late_value() -> bytes | None:
+                    sent = trailers.get(trailer)
+                    if sent is None:
+                        raise errors.MalformedTrailerError()
+                    try:
+                        return checksums.parse_b64(alg, sent)
+                    except ValueError:
+                        raise errors.InvalidRequest(f"Value for {trailer} is invalid.") from None
+
+                late = late_value
+        elif trailer is not None:
+            raise errors.InvalidRequest("x-amz-trailer needs an aws-chunked request body.")
+        checks = BodyChecks(
+            content_length=length,
+            content_md5=h.content_md5(hdrs),
+            sha256_hex=self.signed_sha256(),
+            checksum_algorithm=algorithm,
+            checksum_value=value,
+            late_checksum=late,
+        )
+        return body, checks
 
     async def body_stream(self) -> AsyncIterator[bytes]:
         """The request body as it arrives, never buffered whole."""

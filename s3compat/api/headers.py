@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from email.utils import format_datetime, parsedate_to_datetime
 from urllib.parse import unquote
 
-from s3compat.core import errors
+from s3compat.core import checksums, errors
 from s3compat.core.models import ObjectRecord
 
 # Standard headers S3 stores with an object and returns on GET/HEAD (canonical case).
@@ -51,8 +51,9 @@ def content_length(headers: Mapping[str, str]) -> int | None:
 
 
 def stored_headers(headers: Mapping[str, str]) -> dict[str, str]:
-    """The standard headers of a PUT that are kept with the object."""
-    return {name: headers[name.lower()] for name in STORED_HEADERS if name.lower() in headers}
+    """The standard headers of a PUT that are kept with the object (aws-chunked removed)."""
+    kept = {name: headers[name.lower()] for name in STORED_HEADERS if name.lower() in headers}
+    return stored_content_encoding(kept)
 
 
 def user_metadata(raw: list[tuple[str, str]]) -> dict[str, str]:
@@ -204,3 +205,60 @@ def check_copy_source_conditions(headers: Mapping[str, str], record: ObjectRecor
         limit = _http_time(modified_since)
         if limit is not None and modified <= limit:
             raise errors.PreconditionFailed(Condition="x-amz-copy-source-If-Modified-Since")
+
+
+def _checksum_value(algorithm: str, value: str, where: str) -> bytes:
+    try:
+        return checksums.parse_b64(algorithm, value)
+    except ValueError:
+        raise errors.InvalidRequest(f"Value for {where} is invalid.") from None
+
+
+def requested_checksum(
+    headers: Mapping[str, str], raw: list[tuple[str, str]], default_algorithm: str | None = None
+) -> tuple[str | None, bytes | None, str | None]:
+    """(algorithm, value from a header, trailer name) of the flexible checksum a write asks for.
+
+    The value comes from an `x-amz-checksum-<alg>` header, or is announced in `x-amz-trailer`
+    and arrives after an aws-chunked body. `x-amz-sdk-checksum-algorithm` (or the upload's
+    algorithm) alone means: compute it and store it.
+    """
+    found = [(n, v) for n, v in raw if checksums.algorithm_from_header(n) is not None]
+    if len(found) > 1:
+        raise errors.InvalidRequest("Expecting a single x-amz-checksum- header.")
+    trailer_names = [
+        t.strip().lower() for t in headers.get("x-amz-trailer", "").split(",") if t.strip()
+    ]
+    trailer = next((t for t in trailer_names if checksums.algorithm_from_header(t)), None)
+    if found:
+        name, value = found[0]
+        algorithm = checksums.algorithm_from_header(name)
+        assert algorithm is not None
+        return algorithm, _checksum_value(algorithm, value, name), None
+    if trailer is not None:
+        return checksums.algorithm_from_header(trailer), None, trailer
+    sdk = headers.get("x-amz-sdk-checksum-algorithm") or default_algorithm
+    if sdk:
+        try:
+            return checksums.normalize(sdk), None, None
+        except ValueError:
+            raise errors.InvalidRequest(
+                "Value for x-amz-sdk-checksum-algorithm header is invalid."
+            ) from None
+    return None, None, None
+
+
+def stored_content_encoding(stored: dict[str, str]) -> dict[str, str]:
+    """aws-chunked is transfer framing, never part of the object's Content-Encoding."""
+    value = stored.get("Content-Encoding")
+    if value is None:
+        return stored
+    kept = [e.strip() for e in value.split(",") if e.strip() and e.strip() != "aws-chunked"]
+    out = {k: v for k, v in stored.items() if k != "Content-Encoding"}
+    if kept:
+        out["Content-Encoding"] = ", ".join(kept)
+    return out
+
+
+def checksum_headers(checksum_values: dict[str, str] | None) -> dict[str, str]:
+    return {checksums.header_name(a): v for a, v in (checksum_values or {}).items()}

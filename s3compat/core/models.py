@@ -66,6 +66,7 @@ class ObjectRecord:
     user_meta: dict[str, str]  # x-amz-meta-* without the prefix, lower-case names
     parts: tuple[ObjectPart, ...]
     parts_count: int | None = None  # set for multipart objects
+    checksums: dict[str, str] | None = None  # flexible checksum: algorithm -> base64
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +114,7 @@ class NewObject:
     part_blobs: list[uuid.UUID]
     part_sizes: list[int]
     parts_count: int | None = None
+    checksums: dict[str, str] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -198,6 +198,7 @@ class MetadataStore(Protocol):
         size: int,
         md5: bytes,
         chunks: Sequence[CommittedChunk],
+        checksums: dict[str, str] | None = None,
     ) -> str: ...
 
     async def list_parts(self, upload_id: uuid.UUID, after: int, limit: int) -> list[PartInfo]: ...

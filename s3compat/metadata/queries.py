@@ -102,7 +102,7 @@ GROUP BY b.blob_id
 # --- objects --------------------------------------------------------------------------
 
 _OBJECT_COLUMNS = """bucket, key, size, etag, last_modified, content_type, headers, user_meta,
-       parts_count, part_blobs, part_sizes"""
+       parts_count, part_blobs, part_sizes, checksums"""
 
 # $1 bucket, $2 key
 GET_OBJECT = f"SELECT {_OBJECT_COLUMNS} FROM objects WHERE bucket = $1 AND key = $2"
@@ -115,11 +115,11 @@ LOCK_KEY = "SELECT pg_advisory_xact_lock(hashtextextended($1 || '/' || $2, 0))"
 DELETE_OBJECT = "DELETE FROM objects WHERE bucket = $1 AND key = $2 RETURNING part_blobs"
 
 # $1 bucket, $2 key, $3 size, $4 etag, $5 content_type, $6 headers, $7 user_meta,
-# $8 parts_count, $9 part_blobs, $10 part_sizes
+# $8 parts_count, $9 part_blobs, $10 part_sizes, $11 checksums
 INSERT_OBJECT = f"""
 INSERT INTO objects (bucket, key, size, etag, content_type, headers, user_meta, parts_count,
-                     part_blobs, part_sizes)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+                     part_blobs, part_sizes, checksums)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
 RETURNING {_OBJECT_COLUMNS}
 """
 

@@ -72,6 +72,7 @@ def _object(row: asyncpg.Record) -> ObjectRecord:
         user_meta=row["user_meta"],
         parts=tuple(parts),
         parts_count=row["parts_count"],
+        checksums=row["checksums"],
     )
 
 
@@ -262,6 +263,7 @@ class PgMetadata:
             obj.parts_count,
             obj.part_blobs,
             obj.part_sizes,
+            obj.checksums,
         )
         assert row is not None  # INSERT … RETURNING always returns the row
         if old:
@@ -363,6 +365,7 @@ class PgMetadata:
         size: int,
         md5: bytes,
         chunks: Sequence[CommittedChunk],
+        checksums: dict[str, str] | None = None,
     ) -> str:
         """Make a stored blob part `part_number` of the upload; returns the part's ETag.
 
@@ -377,7 +380,7 @@ class PgMetadata:
                     raise errors.InternalError("the write was interrupted; please retry")
                 await self._commit_chunks(conn, blob_id, chunks)
                 old = await conn.fetchval(
-                    queries.UPSERT_PART, upload_id, part_number, blob_id, size, etag, None
+                    queries.UPSERT_PART, upload_id, part_number, blob_id, size, etag, checksums
                 )
                 if old is not None:
                     await conn.execute(queries.RELEASE_BLOBS, [old], self._delete_grace)

@@ -15,12 +15,12 @@ import contextlib
 import hashlib
 import logging
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 import xxhash
 
-from s3compat.core import errors
+from s3compat.core import checksums, errors
 from s3compat.core.layout import (
     CHUNKS_PER_BLOB,
     FRAGMENT_SUM_SIZE,
@@ -49,6 +49,24 @@ class BodyChecks:
     content_md5: bytes | None = None  # decoded Content-MD5
     sha256_hex: str | None = None  # a hex x-amz-content-sha256
     max_size: int | None = None
+    # A flexible checksum (x-amz-checksum-*) to compute, stored with the object. Its
+    # expected value comes from a header (`checksum_value`) or, for aws-chunked bodies, from
+    # the trailer, which is only known once the body ended (`late_checksum`).
+    checksum_algorithm: str | None = None
+    checksum_value: bytes | None = None
+    late_checksum: Callable[[], bytes | None] | None = None
+
+    def verify_checksum(self, computed: bytes | None) -> None:
+        if self.checksum_algorithm is None or computed is None:
+            return
+        expected = self.checksum_value
+        if expected is None and self.late_checksum is not None:
+            expected = self.late_checksum()
+        if expected is not None and expected != computed:
+            raise errors.BadDigest(
+                f"The {self.checksum_algorithm} you specified did not match the calculated "
+                "checksum."
+            )
 
     def verify(self, size: int, md5: bytes, sha256: bytes | None) -> None:
         if self.content_length is not None and size != self.content_length:
@@ -76,6 +94,7 @@ class WrittenBlob:
     md5: bytes
     sha256: bytes | None
     chunks: list[CommittedChunk]
+    checksum: tuple[str, str] | None = None  # (algorithm, base64 value)
 
 
 class _Digests:
@@ -85,14 +104,17 @@ class _Digests:
     segment overlaps with receiving the next.
     """
 
-    def __init__(self, want_sha256: bool) -> None:
+    def __init__(self, want_sha256: bool, checksum_algorithm: str | None) -> None:
         self.md5 = hashlib.md5()
         self.sha256 = hashlib.sha256() if want_sha256 else None
+        self.checksum = checksums.new(checksum_algorithm) if checksum_algorithm else None
 
     def update(self, data: bytes | bytearray) -> None:
         self.md5.update(data)
         if self.sha256 is not None:
             self.sha256.update(data)
+        if self.checksum is not None:
+            self.checksum.update(data)
 
 
 class BlobWriter:
@@ -116,7 +138,7 @@ class BlobWriter:
         self.writers: list[ChunkWriter] = []
         self.frag_sums: list[list[bytes]] = [[] for _ in range(codec.width)]
         self.checks = checks
-        self.digests = _Digests(checks.sha256_hex is not None)
+        self.digests = _Digests(checks.sha256_hex is not None, checks.checksum_algorithm)
         self.size = 0
 
     async def _store_segment(self, segment: bytes | bytearray) -> None:
@@ -169,6 +191,8 @@ class BlobWriter:
                 await self._store_segment(buf)
             sha = self.digests.sha256.digest() if self.digests.sha256 is not None else None
             self.checks.verify(self.size, self.digests.md5.digest(), sha)
+            extra = self.digests.checksum
+            self.checks.verify_checksum(extra.digest() if extra is not None else None)
             stored = await asyncio.gather(*(w.finish() for w in self.writers))
         except BaseException:
             if in_flight is not None and not in_flight.done():
@@ -188,7 +212,15 @@ class BlobWriter:
             chunks.append(
                 CommittedChunk(i, result.size, result.checksum, b"".join(self.frag_sums[i]))
             )
-        return WrittenBlob(self.blob_id, self.size, self.digests.md5.digest(), sha, chunks)
+        extra = self.digests.checksum
+        return WrittenBlob(
+            self.blob_id,
+            self.size,
+            self.digests.md5.digest(),
+            sha,
+            chunks,
+            (extra.algorithm, extra.b64()) if extra is not None else None,
+        )
 
     async def _heartbeat(self) -> None:
         while True:

@@ -120,8 +120,11 @@ class MultipartService:
         part_number: int,
         body: AsyncIterator[bytes],
         checks: BodyChecks,
-    ) -> str:
-        """Store one part as its own blob; returns its ETag. Re-uploads replace the part."""
+    ) -> tuple[str, tuple[str, str] | None]:
+        """Store one part as its own blob; returns its ETag and flexible checksum.
+
+        Uploading a part number again replaces the part.
+        """
         if checks.content_length is not None and checks.content_length > self.max_part_size:
             raise errors.EntityTooLarge(
                 ProposedSize=str(checks.content_length), MaxSizeAllowed=str(self.max_part_size)
@@ -132,7 +135,7 @@ class MultipartService:
             self.meta, self.nodes, self.codec, body, checks, heartbeat=self.heartbeat
         )
         try:
-            return await self.meta.commit_part(
+            etag = await self.meta.commit_part(
                 upload.upload_id,
                 bucket,
                 key,
@@ -141,7 +144,9 @@ class MultipartService:
                 blob.size,
                 blob.md5,
                 blob.chunks,
+                dict([blob.checksum]) if blob.checksum else None,
             )
+            return etag, blob.checksum
         except BaseException:
             await writer.abort_committed_failure()
             raise

@@ -72,6 +72,7 @@ class ObjectService:
             user_meta=req.user_meta,
             part_blobs=[blob.blob_id],
             part_sizes=[blob.size],
+            checksums=dict([blob.checksum]) if blob.checksum else None,
         )
         try:
             return await self.meta.commit_object(new, blob.blob_id, blob.md5, blob.chunks)

@@ -62,25 +62,17 @@ async def create_multipart_upload(ctx: RequestContext) -> Response:
 
 
 async def upload_part(ctx: RequestContext) -> Response:
-    hdrs = ctx.request.headers
     number = parse_part_number(ctx.route.query.get("partNumber"))
-    length = h.content_length(hdrs)
-    if length is None and "transfer-encoding" not in hdrs:
-        raise errors.MissingContentLength()
     await ctx.services.buckets.get_bucket(ctx.bucket, ctx.user)
-    etag = await ctx.services.multipart.upload_part(
-        ctx.bucket,
-        ctx.key,
-        ctx.route.query.get("uploadId", ""),
-        number,
-        ctx.body_stream(),
-        BodyChecks(
-            content_length=length,
-            content_md5=h.content_md5(hdrs),
-            sha256_hex=ctx.signed_sha256(),
-        ),
+    upload_id = ctx.route.query.get("uploadId", "")
+    upload = await ctx.services.multipart.get_upload(ctx.bucket, ctx.key, upload_id)
+    body, checks = ctx.object_body(default_checksum=upload.checksum_algorithm)
+    etag, checksum = await ctx.services.multipart.upload_part(
+        ctx.bucket, ctx.key, upload_id, number, body, checks
     )
-    return Response(headers={"ETag": etag})
+    return Response(
+        headers={"ETag": etag, **h.checksum_headers(dict([checksum]) if checksum else None)}
+    )
 
 
 async def _empty() -> AsyncIterator[bytes]:
@@ -104,7 +96,7 @@ async def upload_part_copy(ctx: RequestContext) -> Response:
     first, last = span if span is not None else (0, source.size - 1)
     size = last - first + 1
     body = await ctx.services.objects.open_range(source, first, last) if size else _empty()
-    etag = await ctx.services.multipart.upload_part(
+    etag, _ = await ctx.services.multipart.upload_part(
         ctx.bucket,
         ctx.key,
         ctx.route.query.get("uploadId", ""),

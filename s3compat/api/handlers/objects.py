@@ -8,31 +8,24 @@ from s3compat.api import headers as h
 from s3compat.api.context import RequestContext
 from s3compat.core import errors
 from s3compat.core.models import ObjectRecord
-from s3compat.service.blobs import BodyChecks
 from s3compat.service.multipart import parse_part_number
 from s3compat.service.objects import PutRequest
 
 
 async def put_object(ctx: RequestContext) -> Response:
     hdrs = ctx.request.headers
-    length = h.content_length(hdrs)
-    if length is None and "transfer-encoding" not in hdrs:
-        raise errors.MissingContentLength()
+    body, checks = ctx.object_body()
     req = PutRequest(
         bucket=ctx.bucket,
         key=ctx.key,
-        checks=BodyChecks(
-            content_length=length,
-            content_md5=h.content_md5(hdrs),
-            sha256_hex=ctx.signed_sha256(),
-        ),
+        checks=checks,
         content_type=hdrs.get("content-type"),
         headers=h.stored_headers(hdrs),
         user_meta=h.user_metadata(ctx.raw_headers()),
     )
     await ctx.services.buckets.get_bucket(ctx.bucket, ctx.user)
-    record = await ctx.services.objects.put_object(req, ctx.body_stream())
-    return Response(headers={"ETag": record.etag})
+    record = await ctx.services.objects.put_object(req, body)
+    return Response(headers={"ETag": record.etag, **h.checksum_headers(record.checksums)})
 
 
 def _span(ctx: RequestContext, record: ObjectRecord) -> tuple[int, tuple[int, int] | None]:
@@ -57,9 +50,12 @@ def _span(ctx: RequestContext, record: ObjectRecord) -> tuple[int, tuple[int, in
 
 
 def _range_headers(
-    record: ObjectRecord, span: tuple[int, int] | None
+    ctx: RequestContext, record: ObjectRecord, span: tuple[int, int] | None
 ) -> tuple[dict[str, str], int, int]:
     out = h.object_headers(record)
+    if span is None and ctx.header("x-amz-checksum-mode") == "ENABLED":
+        # Whole-object checksums only: a ranged GET must not carry one.
+        out.update(h.checksum_headers(record.checksums))
     first, last = span if span is not None else (0, record.size - 1)
     out["Content-Length"] = str(last - first + 1)
     if span is not None:
@@ -71,7 +67,7 @@ async def head_object(ctx: RequestContext) -> Response:
     await ctx.services.buckets.get_bucket(ctx.bucket, ctx.user)
     record = await ctx.services.objects.get_object(ctx.bucket, ctx.key)
     status, span = _span(ctx, record)
-    out, _, _ = _range_headers(record, span)
+    out, _, _ = _range_headers(ctx, record, span)
     return Response(status_code=status, headers=out)
 
 
@@ -79,7 +75,7 @@ async def get_object(ctx: RequestContext) -> Response:
     await ctx.services.buckets.get_bucket(ctx.bucket, ctx.user)
     record = await ctx.services.objects.get_object(ctx.bucket, ctx.key)
     status, span = _span(ctx, record)
-    out, first, last = _range_headers(record, span)
+    out, first, last = _range_headers(ctx, record, span)
     if last < first:
         return Response(status_code=status, headers=out)
     stream = await ctx.services.objects.open_range(record, first, last)
