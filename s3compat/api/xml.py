@@ -213,8 +213,8 @@ def initiate_multipart_upload(bucket: str, key: str, upload_id: str) -> bytes:
     return _doc(root)
 
 
-def parse_complete_multipart_upload(body: bytes) -> list[tuple[int, str]]:
-    """(PartNumber, ETag) pairs in request order; checksum elements are accepted."""
+def parse_complete_multipart_upload(body: bytes) -> list[tuple[int, str, dict[str, str]]]:
+    """(PartNumber, ETag, {algorithm: base64 checksum}) in request order."""
     root = parse(body)
     if local_name(root) != "CompleteMultipartUpload":
         raise errors.MalformedXML()
@@ -225,19 +225,32 @@ def parse_complete_multipart_upload(body: bytes) -> list[tuple[int, str]]:
         number, etag = child_text(el, "PartNumber"), child_text(el, "ETag")
         if number is None or etag is None:
             raise errors.MalformedXML()
+        sums = {}
+        for child in el:
+            name = local_name(child) if isinstance(child.tag, str) else ""
+            if name.startswith("Checksum") and name[8:] in _CHECKSUM_ALGORITHMS:
+                sums[name[8:]] = (child.text or "").strip()
         try:
-            parts.append((int(number.strip()), etag.strip()))
+            parts.append((int(number.strip()), etag.strip(), sums))
         except ValueError:
             raise errors.MalformedXML() from None
     return parts
 
 
-def complete_multipart_upload(location: str, bucket: str, key: str, etag: str) -> bytes:
+_CHECKSUM_ALGORITHMS = frozenset({"CRC32", "CRC32C", "CRC64NVME", "SHA1", "SHA256"})
+
+
+def complete_multipart_upload(
+    location: str, bucket: str, key: str, etag: str, checksums: dict[str, str] | None = None
+) -> bytes:
     root = _root("CompleteMultipartUploadResult")
     _sub(root, "Location", location)
     _sub(root, "Bucket", bucket)
     _sub(root, "Key", key)
     _sub(root, "ETag", etag)
+    for algorithm, value in (checksums or {}).items():
+        _sub(root, f"Checksum{algorithm}", value)
+        _sub(root, "ChecksumType", "COMPOSITE" if "-" in value else "FULL_OBJECT")
     return _doc(root)
 
 

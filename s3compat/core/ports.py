@@ -208,8 +208,9 @@ class MetadataStore(Protocol):
         upload_id: uuid.UUID,
         bucket: str,
         key: str,
-        requested: Sequence[tuple[int, str]],
+        requested: Sequence[tuple[int, str, dict[str, str]]],
         min_part_size: int,
+        whole_checksum: Callable[[str, list[tuple[str, int]]], str | None],
     ) -> ObjectRecord: ...
 
     async def abort_upload(self, upload_id: uuid.UUID, bucket: str, key: str) -> bool: ...

@@ -214,7 +214,7 @@ LIMIT $3
 # Every part with its blob's binary MD5 (the object ETag is md5 of their concatenation).
 # $1 upload_id
 ALL_PARTS = """
-SELECT p.part_number, p.blob_id, p.size, p.etag, b.md5
+SELECT p.part_number, p.blob_id, p.size, p.etag, p.checksums, b.md5
 FROM upload_parts p JOIN blobs b USING (blob_id)
 WHERE p.upload_id = $1
 ORDER BY p.part_number

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -399,8 +399,9 @@ class PgMetadata:
         upload_id: uuid.UUID,
         bucket: str,
         key: str,
-        requested: Sequence[tuple[int, str]],
+        requested: Sequence[tuple[int, str, dict[str, str]]],
         min_part_size: int,
+        whole_checksum: Callable[[str, list[tuple[str, int]]], str | None],
     ) -> ObjectRecord:
         """Assemble the object from the parts' blobs, in metadata only: no byte is copied.
 
@@ -417,9 +418,12 @@ class PgMetadata:
                     r["part_number"]: r for r in await conn.fetch(queries.ALL_PARTS, upload_id)
                 }
                 chosen = []
-                for i, (number, etag) in enumerate(requested):
+                for i, (number, etag, sums) in enumerate(requested):
                     part = stored.get(number)
                     if part is None or part["etag"].strip('"') != etag.strip().strip('"'):
+                        raise errors.InvalidPart(PartNumber=str(number), ETag=etag)
+                    kept = part["checksums"] or {}
+                    if any(kept.get(alg) != value for alg, value in sums.items()):
                         raise errors.InvalidPart(PartNumber=str(number), ETag=etag)
                     if i < len(requested) - 1 and part["size"] < min_part_size:
                         raise errors.EntityTooSmall(
@@ -430,6 +434,11 @@ class PgMetadata:
                         )
                     chosen.append(part)
                 digest = hashlib.md5(b"".join(p["md5"] for p in chosen))
+                alg = upload.checksum_algorithm
+                whole = None
+                if alg and all((p["checksums"] or {}).get(alg) for p in chosen):
+                    value = whole_checksum(alg, [(p["checksums"][alg], p["size"]) for p in chosen])
+                    whole = {alg: value} if value else None
                 obj = NewObject(
                     bucket=bucket,
                     key=key,
@@ -441,6 +450,7 @@ class PgMetadata:
                     part_blobs=[p["blob_id"] for p in chosen],
                     part_sizes=[p["size"] for p in chosen],
                     parts_count=len(chosen),
+                    checksums=whole,
                 )
                 record = await self._replace_object(conn, obj)
                 # The chosen parts' references pass from the upload to the object; the

@@ -13,7 +13,7 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, replace
 
-from s3compat.core import errors
+from s3compat.core import checksums, errors
 from s3compat.core.layout import Codec
 from s3compat.core.models import NewUpload, ObjectRecord, PartInfo, Upload, UploadEntry
 from s3compat.core.naming import check_key, prefix_upper_bound
@@ -25,6 +25,17 @@ MAX_PART_SIZE = 5 * 1024**3
 MAX_PART_NUMBER = 10_000
 MAX_PARTS_PER_PAGE = 1000
 MAX_UPLOADS_PER_PAGE = 1000
+
+
+def object_checksum(algorithm: str, parts: list[tuple[str, int]], full_object: bool) -> str | None:
+    """The whole-object checksum from the parts' (base64 checksum, size); None if not valid."""
+    try:
+        digests = [(checksums.parse_b64(algorithm, v), size) for v, size in parts]
+        if full_object and algorithm in checksums.CRC_ALGORITHMS:
+            return checksums.combine_full_object(algorithm, digests)
+        return checksums.composite(algorithm, [d for d, _ in digests])
+    except ValueError:
+        return None
 
 
 def parse_upload_id(value: str) -> uuid.UUID:
@@ -152,15 +163,28 @@ class MultipartService:
             raise
 
     async def complete_multipart_upload(
-        self, bucket: str, key: str, upload_id: str, parts: list[tuple[int, str]]
+        self,
+        bucket: str,
+        key: str,
+        upload_id: str,
+        parts: list[tuple[int, str, dict[str, str]]],
+        *,
+        full_object: bool = False,
     ) -> ObjectRecord:
+        """`full_object`: the client asked for x-amz-checksum-type FULL_OBJECT (CRCs only);
+        otherwise the whole-object checksum is S3's COMPOSITE `<b64>-N` form."""
         if not parts:
             raise errors.MalformedXML()
-        numbers = [n for n, _ in parts]
+        numbers = [n for n, _, _ in parts]
         if any(b <= a for a, b in itertools.pairwise(numbers)):
             raise errors.InvalidPartOrder()
         return await self.meta.complete_upload(
-            parse_upload_id(upload_id), bucket, key, parts, self.min_part_size
+            parse_upload_id(upload_id),
+            bucket,
+            key,
+            parts,
+            self.min_part_size,
+            lambda alg, sums: object_checksum(alg, sums, full_object),
         )
 
     async def abort_multipart_upload(self, bucket: str, key: str, upload_id: str) -> None:

@@ -163,3 +163,56 @@ def test_upload_part_checksums(s3: Any, bucket: str) -> None:
         )
     assert exc.value.response["Error"]["Code"] == "BadDigest"
     s3.abort_multipart_upload(Bucket=bucket, Key="mp", UploadId=upload["UploadId"])
+
+
+def test_multipart_composite_checksum(s3: Any, bucket: str) -> None:
+    upload = s3.create_multipart_upload(Bucket=bucket, Key="mp", ChecksumAlgorithm="SHA256")
+    uid = upload["UploadId"]
+    datas = [os.urandom(5 * 1024 * 1024), os.urandom(1000)]
+    parts = []
+    for n, data in enumerate(datas, 1):
+        r = s3.upload_part(
+            Bucket=bucket,
+            Key="mp",
+            UploadId=uid,
+            PartNumber=n,
+            Body=data,
+            ChecksumAlgorithm="SHA256",
+        )
+        parts.append({"PartNumber": n, "ETag": r["ETag"], "ChecksumSHA256": r["ChecksumSHA256"]})
+    # A per-part checksum that does not match what was stored is InvalidPart.
+    tampered = [dict(parts[0], ChecksumSHA256=parts[1]["ChecksumSHA256"]), parts[1]]
+    with pytest.raises(ClientError) as exc:
+        s3.complete_multipart_upload(
+            Bucket=bucket, Key="mp", UploadId=uid, MultipartUpload={"Parts": tampered}
+        )
+    assert exc.value.response["Error"]["Code"] == "InvalidPart"
+    done = s3.complete_multipart_upload(
+        Bucket=bucket, Key="mp", UploadId=uid, MultipartUpload={"Parts": parts}
+    )
+    joined = b"".join(hashlib.sha256(d).digest() for d in datas)
+    expected = base64.b64encode(hashlib.sha256(joined).digest()).decode() + "-2"
+    assert done["ChecksumSHA256"] == expected
+    head = s3.head_object(Bucket=bucket, Key="mp", ChecksumMode="ENABLED")
+    assert head["ChecksumSHA256"] == expected
+
+
+def test_boto3_upload_file_default_checksums(s3: Any, bucket: str, tmp_path: Any) -> None:
+    from boto3.s3.transfer import TransferConfig
+
+    data = os.urandom(12 * 1024 * 1024 + 3)
+    path = tmp_path / "f"
+    path.write_bytes(data)
+    s3.upload_file(
+        str(path),
+        bucket,
+        "f",
+        Config=TransferConfig(multipart_threshold=5 << 20, multipart_chunksize=5 << 20),
+    )
+    head = s3.head_object(Bucket=bucket, Key="f", ChecksumMode="ENABLED")
+    assert head["ContentLength"] == len(data)
+    assert s3.get_object(Bucket=bucket, Key="f")["Body"].read() == data
+    crc = head.get("ChecksumCRC32")
+    if crc is not None and "-" not in crc:
+        # A FULL_OBJECT CRC32 is the CRC of the whole object.
+        assert crc == base64.b64encode(zlib.crc32(data).to_bytes(4, "big")).decode()

@@ -115,13 +115,16 @@ async def complete_multipart_upload(ctx: RequestContext) -> Response:
     parts = xml.parse_complete_multipart_upload(await ctx.small_body())
     await ctx.services.buckets.get_bucket(ctx.bucket, ctx.user)
     upload_id = ctx.route.query.get("uploadId", "")
+    full_object = (ctx.header("x-amz-checksum-type") or "").upper() == "FULL_OBJECT"
 
     async def finish() -> bytes:
         record = await ctx.services.multipart.complete_multipart_upload(
-            ctx.bucket, ctx.key, upload_id, parts
+            ctx.bucket, ctx.key, upload_id, parts, full_object=full_object
         )
         location = f"{ctx.request.base_url}{quote(ctx.bucket)}/{quote(ctx.key)}"
-        return xml.complete_multipart_upload(location, ctx.bucket, ctx.key, record.etag)
+        return xml.complete_multipart_upload(
+            location, ctx.bucket, ctx.key, record.etag, record.checksums
+        )
 
     return await keepalive_response(
         finish(), resource=ctx.request.url.path, request_id=ctx.request_id
