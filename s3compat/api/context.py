@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -32,6 +33,8 @@ class Services:
     objects: ObjectService
     multipart: MultipartService
     region: str
+    # A request body that sends nothing for this long is cut off (slowloris defence).
+    body_idle_timeout: float = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,13 +130,23 @@ class RequestContext:
         return body, checks
 
     async def body_stream(self) -> AsyncIterator[bytes]:
-        """The request body as it arrives, never buffered whole."""
-        try:
-            async for piece in self.request.stream():
-                if piece:
-                    yield piece
-        except ClientDisconnect as exc:
-            raise ClientGone() from exc
+        """The request body as it arrives, never buffered whole.
+
+        A client that goes quiet mid-body for longer than the idle timeout gets
+        RequestTimeout instead of holding a connection and a half-written blob forever.
+        """
+        pieces = aiter(self.request.stream())
+        while True:
+            try:
+                piece = await asyncio.wait_for(anext(pieces), self.services.body_idle_timeout)
+            except StopAsyncIteration:
+                return
+            except TimeoutError:
+                raise errors.RequestTimeout() from None
+            except ClientDisconnect as exc:
+                raise ClientGone() from exc
+            if piece:
+                yield piece
 
     async def small_body(self) -> bytes:
         """A whole (small, XML) body, with its signed hash verified."""

@@ -28,6 +28,7 @@ def quick(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
             "S3COMPAT_STALE_WRITE_AFTER": "3",
             "S3COMPAT_NODE_DEADLINE": "2",
             "S3COMPAT_JANITOR_RETRY": "1",
+            "S3COMPAT_BODY_IDLE_TIMEOUT": "2",
         },
     ).start()
     yield c
@@ -164,3 +165,31 @@ def test_deletion_on_a_down_node_is_retried(quick: Cluster) -> None:
     assert wait_for(lambda: victim_chunk not in quick.chunk_files()[victim], timeout=60)
     assert wait_for(lambda: not quick.sql("SELECT 1 FROM blobs WHERE blob_id = $1", blob))
     assert wait_for(lambda: _settled(quick))
+
+
+def test_silent_body_gets_request_timeout(quick: Cluster) -> None:
+    """Slowloris: a client that stops sending mid-body is cut off, and nothing is stored."""
+    s3 = quick.client()
+    s3.create_bucket(Bucket="slow-client")
+    sock = _start_put(quick.endpoint, quick, "/slow-client/slow", 10 * MiB, 3 * MiB)
+    try:
+        sock.settimeout(30)
+        reply = b""
+        while b"\r\n\r\n" not in reply:
+            piece = sock.recv(65536)
+            if not piece:
+                break
+            reply += piece
+        head, _, rest = reply.partition(b"\r\n\r\n")
+        while b"</Error>" not in rest:
+            piece = sock.recv(65536)
+            if not piece:
+                break
+            rest += piece
+    finally:
+        sock.close()
+    assert head.startswith(b"HTTP/1.1 400")
+    assert b"<Code>RequestTimeout</Code>" in rest
+    with pytest.raises(s3.exceptions.NoSuchKey):
+        s3.get_object(Bucket="slow-client", Key="slow")
+    assert wait_for(lambda: _settled(quick), timeout=60)
