@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import grpc
 
+from nodeserver.auth import TokenInterceptor
 from nodeserver.chunkstore import ChunkStore
 from nodeserver.service import StorageService
 from nodeserver.wire import MAX_MESSAGE_BYTES
@@ -26,11 +27,20 @@ SERVER_OPTIONS: list[tuple[str, int]] = [
 
 
 async def start_server(
-    store: ChunkStore, node_id: str, bind: str
+    store: ChunkStore,
+    node_id: str,
+    bind: str,
+    *,
+    token: str | None,
+    cluster_id: str = "",
 ) -> tuple[grpc.aio.Server, StorageService, int]:
-    """Start serving on `bind` ("host:port", port 0 picks one); return the bound port."""
-    service = StorageService(store, node_id)
-    server = grpc.aio.server(options=SERVER_OPTIONS)
+    """Start serving on `bind` ("host:port", port 0 picks one); return the bound port.
+
+    With a `token`, every call must carry it (see nodeserver.auth); None serves anyone.
+    """
+    service = StorageService(store, node_id, cluster_id)
+    interceptors = [TokenInterceptor(token)] if token is not None else []
+    server = grpc.aio.server(options=SERVER_OPTIONS, interceptors=interceptors)
     server.add_generic_rpc_handlers([service.handler()])
     try:
         port = server.add_insecure_port(bind)

@@ -116,9 +116,10 @@ async def _receive(
 class StorageService:
     """Handlers for the five Storage methods over one ChunkStore."""
 
-    def __init__(self, store: ChunkStore, node_id: str) -> None:
+    def __init__(self, store: ChunkStore, node_id: str, cluster_id: str = "") -> None:
         self.store = store
         self.node_id = node_id
+        self.cluster_id = cluster_id
 
     async def store_chunk(
         self, frames: AsyncIterator[wire.StoreFrame], context: Context
@@ -212,6 +213,7 @@ class StorageService:
             used_bytes=usage.used_bytes,
             free_bytes=usage.free_bytes,
             chunk_count=usage.chunk_count,
+            cluster_id=self.cluster_id,
         )
 
     def handler(self) -> grpc.GenericRpcHandler[Any, Any]:

@@ -97,7 +97,7 @@ class StorageServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Health(self, request, context):
-        """Liveness and capacity.
+        """Liveness, capacity and the cluster the node belongs to.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -41,6 +41,11 @@ class NodeUnavailable(NodeError):
     """The node did not answer (down, unreachable, deadline exceeded)."""
 
 
+class NodeUnauthenticated(NodeUnavailable):
+    """The node refused the gateway's cluster token (S3COMPAT_NODE_TOKEN): it belongs to
+    another cluster, or this gateway's token is wrong. Unusable, as if it were down."""
+
+
 class ChunkNotFound(NodeError):
     """The node has no chunk with that id."""
 
@@ -73,6 +78,7 @@ class NodeHealth:
     used_bytes: int
     free_bytes: int
     chunk_count: int
+    cluster_id: str = ""
 
 
 class ChunkWriter(Protocol):

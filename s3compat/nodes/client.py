@@ -15,6 +15,7 @@ from typing import Any, NoReturn, TypeVar
 import grpc
 
 from nodeserver import wire
+from nodeserver.auth import call_metadata
 from nodeserver.proto import storage_pb2 as pb
 from s3compat.core.ports import (
     ChunkCorrupt,
@@ -24,6 +25,7 @@ from s3compat.core.ports import (
     NodeClient,
     NodeError,
     NodeHealth,
+    NodeUnauthenticated,
     NodeUnavailable,
     StoredChunk,
 )
@@ -70,6 +72,12 @@ def node_error(node_id: str, err: grpc.aio.AioRpcError) -> NodeError:
     """The port exception for a failed call."""
     code = err.code()
     message = f"{code.name}: {err.details() or ''}".rstrip(": ")
+    if code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
+        return NodeUnauthenticated(
+            node_id,
+            f"{message} (the node refused this gateway's S3COMPAT_NODE_TOKEN: "
+            "wrong token, or a node of another cluster)",
+        )
     if code in _UNAVAILABLE:
         return NodeUnavailable(node_id, message)
     if code == grpc.StatusCode.NOT_FOUND:
@@ -159,19 +167,24 @@ class GrpcChunkWriter:
 
 
 class GrpcNodeClient:
-    """One node, one channel. Unary calls get a deadline; streams rely on keepalive."""
+    """One node, one channel. Unary calls get a deadline; streams rely on keepalive.
+
+    Every call carries `token` (the cluster's shared secret) as `authorization: Bearer`.
+    """
 
     def __init__(
         self,
         node_id: str,
         address: str,
         *,
+        token: str | None = None,
         deadline: float = DEFAULT_DEADLINE,
         options: list[tuple[str, int]] | None = None,
     ) -> None:
         self.node_id = node_id
         self.address = address
         self.deadline = deadline
+        self._metadata = call_metadata(token)
         self._channel = grpc.aio.insecure_channel(address, options=options or CHANNEL_OPTIONS)
         channel = self._channel
         self._store = channel.stream_unary(
@@ -205,13 +218,13 @@ class GrpcNodeClient:
 
     async def _unary(self, method: grpc.aio.UnaryUnaryMultiCallable[Any, _T], request: Any) -> _T:
         try:
-            return await method(request, timeout=self.deadline)
+            return await method(request, timeout=self.deadline, metadata=self._metadata)
         except grpc.aio.AioRpcError as err:
             raise node_error(self.node_id, err) from err
 
     async def open_chunk_writer(self, chunk_id: str) -> GrpcChunkWriter:
         """Start a chunk stream; returns once the node has accepted the header."""
-        writer = GrpcChunkWriter(self.node_id, self._store(None))
+        writer = GrpcChunkWriter(self.node_id, self._store(None, metadata=self._metadata))
         try:
             await writer._send(pb.StoreChunkRequest(header=pb.ChunkHeader(chunk_id=chunk_id)))
             await writer._accepted(self.deadline)
@@ -226,7 +239,7 @@ class GrpcNodeClient:
         request = pb.RetrieveChunkRequest(chunk_id=chunk_id, offset=offset)
         if length is not None:
             request.length = length
-        call = self._retrieve(request)
+        call = self._retrieve(request, metadata=self._metadata)
         try:
             async for frame in call:
                 yield frame
@@ -268,6 +281,7 @@ class GrpcNodeClient:
             used_bytes=response.used_bytes,
             free_bytes=response.free_bytes,
             chunk_count=response.chunk_count,
+            cluster_id=response.cluster_id,
         )
 
     async def close(self) -> None:
@@ -277,7 +291,8 @@ class GrpcNodeClient:
 async def wait_until_healthy(client: NodeClient, timeout: float) -> NodeHealth:  # noqa: ASYNC109
     """Poll `health()` until the node answers; NodeUnavailable if it does not in time.
 
-    Used after starting a node (or a cluster of them) to wait for readiness.
+    Used after starting a node (or a cluster of them) to wait for readiness. A node that
+    refuses the token (NodeUnauthenticated) will not change its mind: that is raised at once.
     """
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
@@ -286,6 +301,8 @@ async def wait_until_healthy(client: NodeClient, timeout: float) -> NodeHealth: 
     while (remaining := deadline - loop.time()) > 0:
         try:
             return await asyncio.wait_for(client.health(), remaining)
+        except NodeUnauthenticated:
+            raise
         except (NodeUnavailable, TimeoutError) as exc:
             last = exc
         await asyncio.sleep(max(0.0, min(delay, deadline - loop.time())))

@@ -19,8 +19,9 @@ class NodeCluster:
     is immutable).
     """
 
-    def __init__(self, *, deadline: float = 10.0) -> None:
+    def __init__(self, *, deadline: float = 10.0, token: str | None = None) -> None:
         self._deadline = deadline
+        self._token = token
         self._clients: dict[str, GrpcNodeClient] = {}
         self._ring = Ring([])
         self._inactive: frozenset[str] = frozenset()
@@ -31,7 +32,7 @@ class NodeCluster:
             current = self._clients.get(info.node_id)
             if current is None or current.address != info.address:
                 self._clients[info.node_id] = GrpcNodeClient(
-                    info.node_id, info.address, deadline=self._deadline
+                    info.node_id, info.address, token=self._token, deadline=self._deadline
                 )
         self._inactive = frozenset(n.node_id for n in nodes if n.state != "active")
         self._ring = Ring([n.node_id for n in nodes])

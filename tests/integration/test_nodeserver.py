@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import secrets
 import signal
 import subprocess
 import sys
@@ -44,6 +45,10 @@ MiB = 1 << 20
 # Safety nets so a broken node fails the test instead of hanging it; not performance limits.
 STARTUP_LIMIT = 60.0
 EVENTUALLY_LIMIT = 30.0
+# The cluster token every node in these tests requires, and the metadata that carries it.
+TOKEN = secrets.token_urlsafe(24)
+BEARER = (("authorization", f"Bearer {TOKEN}"),)
+PLAIN_TOKEN = (("x-s3compat-token", TOKEN),)
 
 
 @dataclass
@@ -84,11 +89,21 @@ def start_node(
     node_id: str = "node-t",
     use_module: bool = False,
     extra: tuple[str, ...] = (),
+    token: str | None = TOKEN,
+    env: dict[str, str] | None = None,
 ) -> Node:
+    """Start a node; with a `token`, it is given in a file (mode 0600) next to `data`."""
     command = [*node_command(use_module), "--id", node_id, "--listen", "127.0.0.1:0"]
     command += ["--data", str(data), *extra]
+    if token is not None:
+        token_file = data.parent / f"{node_id}.token"
+        token_file.touch(mode=0o600)
+        token_file.write_text(token + "\n")
+        command += ["--token-file", str(token_file)]
     with log.open("a") as log_file:
-        proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log_file, text=True)
+        proc = subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=log_file, text=True, env=env
+        )
     assert proc.stdout is not None
     watchdog = threading.Timer(STARTUP_LIMIT, proc.kill)
     watchdog.start()
@@ -118,7 +133,7 @@ def run(node: Node, fn: Callable[[GrpcNodeClient], Awaitable[T]]) -> T:
     """Run `fn` with a fresh client on a fresh event loop (channels belong to a loop)."""
 
     async def main() -> T:
-        client = GrpcNodeClient(node.node_id, node.address)
+        client = GrpcNodeClient(node.node_id, node.address, token=TOKEN)
         try:
             return await fn(client)
         finally:
@@ -242,7 +257,7 @@ def store_raw(node: Node, frames: list[pb.StoreChunkRequest]) -> pb.StoreChunkRe
     first frame, wait for the node to accept or refuse before sending more."""
 
     async def body(stub: storage_pb2_grpc.StorageStub) -> Any:
-        call = stub.StoreChunk()
+        call = stub.StoreChunk(metadata=BEARER)
         if frames:
             await call.write(frames[0])
             metadata = await call.initial_metadata()
@@ -338,13 +353,15 @@ def test_plain_protobuf_client_interoperates(node: Node) -> None:
     assert (response.size, response.checksum) == (len(data), checksum(data))
 
     async def read(stub: storage_pb2_grpc.StorageStub) -> bytes:
-        call = stub.RetrieveChunk(pb.RetrieveChunkRequest(chunk_id=chunk_id, offset=7))
+        request = pb.RetrieveChunkRequest(chunk_id=chunk_id, offset=7)
+        call = stub.RetrieveChunk(request, metadata=PLAIN_TOKEN)  # the alternative key
         return b"".join([message.data async for message in call])
 
     assert run_stub(node, read) == data[7:]
 
     async def read_empty(stub: storage_pb2_grpc.StorageStub) -> list[bytes]:
-        call = stub.RetrieveChunk(pb.RetrieveChunkRequest(chunk_id=chunk_id, offset=7, length=0))
+        request = pb.RetrieveChunkRequest(chunk_id=chunk_id, offset=7, length=0)
+        call = stub.RetrieveChunk(request, metadata=BEARER)
         return [message.data async for message in call]
 
     assert run_stub(node, read_empty) == []
@@ -574,7 +591,7 @@ def test_restart_cleans_tmp_keeps_chunks_and_sigterm_exits_zero(tmp_path: Path) 
 
 def test_second_node_on_same_data_dir_refuses(node: Node, tmp_path: Path) -> None:
     command = [*node_command(False), "--id", "twin", "--listen", "127.0.0.1:0"]
-    command += ["--data", str(node.data)]
+    command += ["--data", str(node.data), "--insecure-no-token"]
     result = subprocess.run(command, capture_output=True, text=True, timeout=STARTUP_LIMIT)
     assert result.returncode != 0
     assert result.stdout == ""
@@ -642,7 +659,7 @@ def test_stream_from_a_frozen_node_fails_instead_of_hanging(tmp_path: Path) -> N
     chunk_id = new_id()
 
     async def body() -> None:
-        client = GrpcNodeClient(node.node_id, node.address, options=options)
+        client = GrpcNodeClient(node.node_id, node.address, token=TOKEN, options=options)
         try:
             await put(client, chunk_id, b"abc", 3)
             node.proc.send_signal(signal.SIGSTOP)
