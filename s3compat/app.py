@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from datetime import timedelta
 
 from starlette.applications import Starlette
@@ -17,7 +17,9 @@ from s3compat.api.context import Services
 from s3compat.api.credentials import CredentialStore
 from s3compat.api.gateway import Gateway, build_app
 from s3compat.core.layout import PLAIN_SPLIT, Codec
+from s3compat.core.ports import NodeClient, NodeHealth, NodeUnauthenticated, NodeUnavailable
 from s3compat.metadata.repository import PgMetadata, open_pool
+from s3compat.nodes.client import GrpcNodeClient
 from s3compat.nodes.cluster import NodeCluster
 from s3compat.service.buckets import BucketService
 from s3compat.service.janitor import Janitor
@@ -26,6 +28,9 @@ from s3compat.service.objects import ObjectService
 from s3compat.settings import Settings
 
 log = logging.getLogger(__name__)
+
+STARTUP_CHECK_DEADLINE = 5.0
+"""Seconds each node gets to answer the startup Health check."""
 
 
 def credentials_from(settings: Settings) -> CredentialStore:
@@ -43,7 +48,7 @@ class Runtime:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.meta: PgMetadata | None = None
-        self.cluster = NodeCluster(deadline=settings.node_deadline)
+        self.cluster = NodeCluster(deadline=settings.node_deadline, token=settings.node_token)
         self.janitor_task: asyncio.Task[None] | None = None
 
     def janitor(self) -> Janitor:
@@ -62,9 +67,48 @@ class Runtime:
             raise SystemExit("DATABASE_URL is not set")
         pool = await open_pool(s.database_url)
         self.meta = PgMetadata(pool, delete_grace=timedelta(seconds=s.delete_grace))
+        if not s.node_token:
+            log.warning("S3COMPAT_NODE_TOKEN is not set: nodes that require a token refuse us")
+        # The configured nodes are checked before they are registered, so a gateway
+        # pointed at another cluster's nodes never writes their addresses into this one.
+        configured = [
+            GrpcNodeClient(node_id, address, token=s.node_token, deadline=STARTUP_CHECK_DEADLINE)
+            for node_id, address in s.nodes
+        ]
+        try:
+            await self.check_nodes(configured)
+        finally:
+            await asyncio.gather(*(c.close() for c in configured))
         for node_id, address in s.nodes:
             await self.meta.upsert_node(node_id, address)
         self.cluster.update(await self.meta.list_nodes())
+        known = {node_id for node_id, _ in s.nodes}
+        await self.check_nodes([c for c in self.cluster.all_clients() if c.node_id not in known])
+
+    async def check_nodes(self, clients: Sequence[NodeClient]) -> None:
+        """Refuse to run (SystemExit) if a node belongs to another cluster: it reports
+        another cluster id, or refuses our token. A node that does not answer may come
+        back later, so that is only a warning."""
+        expected = self.settings.cluster_id
+        results = await asyncio.gather(
+            *(asyncio.wait_for(c.health(), STARTUP_CHECK_DEADLINE + 1) for c in clients),
+            return_exceptions=True,
+        )
+        problems: list[str] = []
+        for client, result in zip(clients, results, strict=True):
+            name = f"node {client.node_id} ({client.address})"
+            if isinstance(result, NodeUnauthenticated):
+                problems.append(f"{name} refused this gateway's S3COMPAT_NODE_TOKEN")
+            elif isinstance(result, (NodeUnavailable, TimeoutError)):
+                log.warning("%s is unreachable at startup: %s", name, result)
+            elif isinstance(result, BaseException):
+                log.warning("%s failed its startup health check: %r", name, result)
+            else:
+                problems.extend(_identity_problems(name, client.node_id, result, expected))
+        if problems:
+            message = "not starting: " + "; ".join(problems)
+            log.error("%s", message)
+            raise SystemExit(message)
 
     async def close(self) -> None:
         if self.janitor_task is not None:
@@ -103,6 +147,23 @@ class Runtime:
         report["nodes"] = results
         report["status"] = "ok" if ok else "degraded"
         return ok, report
+
+
+def _identity_problems(name: str, node_id: str, health: NodeHealth, expected: str) -> list[str]:
+    """Fatal mismatches in a node's Health answer (warnings are logged here)."""
+    if health.node_id != node_id:
+        log.warning("%s calls itself %r", name, health.node_id)
+    if not expected:
+        return []
+    if not health.cluster_id:
+        log.warning("%s reports no cluster id (start it with --cluster-id)", name)
+        return []
+    if health.cluster_id != expected:
+        return [
+            f"{name} belongs to cluster {health.cluster_id!r}, "
+            f"not to S3COMPAT_CLUSTER_ID {expected!r}"
+        ]
+    return []
 
 
 @contextlib.asynccontextmanager
@@ -159,6 +220,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 heartbeat=settings.heartbeat_interval,
             ),
             region=settings.region,
+            body_idle_timeout=settings.body_idle_timeout,
         )
         runtime.janitor_task = asyncio.create_task(
             runtime.janitor().run_forever(settings.janitor_interval)

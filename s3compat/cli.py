@@ -44,6 +44,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=os.environ.get("S3COMPAT_SECRET_KEY"),
         help="secret key (default: $S3COMPAT_SECRET_KEY, else generated once)",
     )
+    dev.add_argument(
+        "--tls",
+        action="store_true",
+        help="serve HTTPS on --port, with a certificate from a private CA made once under "
+        "DATA_DIR/tls (its ca.pem path is printed as `ca:`)",
+    )
 
     serve = sub.add_parser("serve", help="run a gateway (settings from the environment)")
     serve.add_argument("--host", help="bind address (default $S3COMPAT_HOST or 127.0.0.1)")
@@ -55,6 +61,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--secret-key", help="secret key (default $S3COMPAT_SECRET_KEY)")
     serve.add_argument(
         "--credentials-file", help="TOML file of users (default $S3COMPAT_CREDENTIALS_FILE)"
+    )
+    serve.add_argument(
+        "--certfile",
+        help="PEM certificate (chain): serve HTTPS (default $S3COMPAT_TLS_CERT; needs a key)",
+    )
+    serve.add_argument(
+        "--keyfile", help="PEM private key of --certfile (default $S3COMPAT_TLS_KEY)"
     )
 
     cleanup = sub.add_parser(
@@ -97,6 +110,16 @@ def _dev_database_url(data_dir: Path) -> str:
     return url
 
 
+def _dev_node_secrets(data_dir: Path) -> dict[str, str]:
+    """The dev cluster's node token and cluster id, kept in its data dir by `s3compat dev`."""
+    found: dict[str, str] = {}
+    for name, setting in (("node-token", "node_token"), ("cluster-id", "cluster_id")):
+        path = data_dir / name
+        if path.is_file():
+            found[setting] = path.read_text().strip()
+    return found
+
+
 def _report_lines(report: JanitorReport) -> list[str]:
     return [f"{f.name.replace('_', ' ')}: {getattr(report, f.name)}" for f in fields(report)]
 
@@ -117,7 +140,8 @@ async def _run_cleanup(settings: Settings, *, once: bool, interval: float) -> No
 
 def _cleanup(args: argparse.Namespace) -> int:
     url = _dev_database_url(args.data_dir) if args.data_dir else args.database_url
-    settings = Settings.from_env(database_url=url)
+    dev_nodes = _dev_node_secrets(args.data_dir) if args.data_dir else {}
+    settings = Settings.from_env(database_url=url).with_(**dev_nodes)
     if not settings.database_url:
         print(
             "s3compat cleanup: DATABASE_URL is not set (or give --data-dir or --database-url)",
@@ -152,10 +176,23 @@ def _serve(args: argparse.Namespace) -> int:
         "S3COMPAT_HOST": args.host,
         "S3COMPAT_PORT": str(args.port) if args.port else None,
         "S3COMPAT_WORKERS": str(args.workers) if args.workers else None,
+        "S3COMPAT_TLS_CERT": args.certfile,
+        "S3COMPAT_TLS_KEY": args.keyfile,
     }
     # Workers are separate processes that build their app from the environment.
     os.environ.update({k: v for k, v in overrides.items() if v})
     settings = Settings.from_env()
+    if bool(settings.tls_cert) != bool(settings.tls_key):
+        print(
+            "s3compat serve: HTTPS needs both a certificate and its key "
+            "(--certfile/--keyfile or S3COMPAT_TLS_CERT/S3COMPAT_TLS_KEY)",
+            file=sys.stderr,
+        )
+        return 2
+    for path in (settings.tls_cert, settings.tls_key):
+        if path and not os.access(path, os.R_OK):
+            print(f"s3compat serve: cannot read {path}", file=sys.stderr)
+            return 2
     if not settings.database_url:
         print("s3compat serve: DATABASE_URL is not set", file=sys.stderr)
         return 2
@@ -174,6 +211,8 @@ def _serve(args: argparse.Namespace) -> int:
         access_log=False,
         log_level=settings.log_level.lower(),
         timeout_graceful_shutdown=10,
+        ssl_certfile=settings.tls_cert,
+        ssl_keyfile=settings.tls_key,
     )
     return 0
 
@@ -190,6 +229,7 @@ def main(argv: list[str] | None = None) -> int:
                 port=args.port,
                 access_key=args.access_key,
                 secret_key=args.secret_key,
+                tls=args.tls,
             )
         )
     if args.command == "serve":

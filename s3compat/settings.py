@@ -15,6 +15,9 @@ from typing import Any
 ENV_VARS = {
     "DATABASE_URL": "PostgreSQL URL (postgresql://user:pass@host:port/db)",
     "S3COMPAT_NODES": "storage nodes: id=host:port,id=host:port,…",
+    "S3COMPAT_NODE_TOKEN": "shared secret the gateway presents to every storage node "
+    "(the nodes' own S3COMPAT_NODE_TOKEN or --token-file)",
+    "S3COMPAT_CLUSTER_ID": "cluster id; the gateway refuses nodes that report another one",
     "S3COMPAT_ACCESS_KEY": "access key id of the default user",
     "S3COMPAT_SECRET_KEY": "secret key of the default user",
     "S3COMPAT_USER": "name of the default user (bucket owner), default 'admin'",
@@ -24,6 +27,9 @@ ENV_VARS = {
     "S3COMPAT_HOST": "address the gateway binds, default 127.0.0.1",
     "S3COMPAT_PORT": "port the gateway listens on, default 9000",
     "S3COMPAT_WORKERS": "gateway worker processes, default 1",
+    "S3COMPAT_TLS_CERT": "PEM certificate (chain) file: the gateway serves HTTPS; needs "
+    "S3COMPAT_TLS_KEY",
+    "S3COMPAT_TLS_KEY": "PEM private key file of S3COMPAT_TLS_CERT",
     "S3COMPAT_FRAGMENT_SIZE": "fragment size F in bytes for new blobs, default 1048576",
     "S3COMPAT_NODE_DEADLINE": "seconds a storage-node call may take, default 10",
     "S3COMPAT_JANITOR_INTERVAL": "seconds between janitor passes, default 30",
@@ -37,6 +43,8 @@ ENV_VARS = {
     "S3COMPAT_MAX_PUT_SIZE": "largest single PutObject in bytes, default 5 GiB",
     "S3COMPAT_MIN_PART_SIZE": "smallest multipart part but the last, in bytes, default 5 MiB",
     "S3COMPAT_LOG_LEVEL": "logging level, default INFO",
+    "S3COMPAT_BODY_IDLE_TIMEOUT": "seconds a request body may send nothing before "
+    "RequestTimeout, default 60",
 }
 
 
@@ -58,6 +66,8 @@ def parse_nodes(value: str) -> tuple[tuple[str, str], ...]:
 class Settings:
     database_url: str = ""
     nodes: tuple[tuple[str, str], ...] = ()
+    node_token: str | None = field(default=None, repr=False)
+    cluster_id: str = ""
     access_key: str | None = field(default=None, repr=False)
     secret_key: str | None = field(default=None, repr=False)
     user: str = "admin"
@@ -67,6 +77,8 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 9000
     workers: int = 1
+    tls_cert: str | None = None
+    tls_key: str | None = None
     fragment_size: int = 1 << 20
     node_deadline: float = 10.0
     janitor_interval: float = 30.0
@@ -77,6 +89,7 @@ class Settings:
     max_put_size: int = 5 * 1024**3
     min_part_size: int = 5 * 1024**2
     log_level: str = "INFO"
+    body_idle_timeout: float = 60.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -92,6 +105,8 @@ class Settings:
                     raise ValueError(f"{var}={raw!r} is not a valid {kind.__name__}") from exc
 
         take("DATABASE_URL", "database_url")
+        take("S3COMPAT_NODE_TOKEN", "node_token")
+        take("S3COMPAT_CLUSTER_ID", "cluster_id")
         take("S3COMPAT_ACCESS_KEY", "access_key")
         take("S3COMPAT_SECRET_KEY", "secret_key")
         take("S3COMPAT_USER", "user")
@@ -101,6 +116,8 @@ class Settings:
         take("S3COMPAT_HOST", "host")
         take("S3COMPAT_PORT", "port", int)
         take("S3COMPAT_WORKERS", "workers", int)
+        take("S3COMPAT_TLS_CERT", "tls_cert")
+        take("S3COMPAT_TLS_KEY", "tls_key")
         take("S3COMPAT_FRAGMENT_SIZE", "fragment_size", int)
         take("S3COMPAT_NODE_DEADLINE", "node_deadline", float)
         take("S3COMPAT_JANITOR_INTERVAL", "janitor_interval", float)
@@ -111,6 +128,7 @@ class Settings:
         take("S3COMPAT_MAX_PUT_SIZE", "max_put_size", int)
         take("S3COMPAT_MIN_PART_SIZE", "min_part_size", int)
         take("S3COMPAT_LOG_LEVEL", "log_level")
+        take("S3COMPAT_BODY_IDLE_TIMEOUT", "body_idle_timeout", float)
         if env.get("S3COMPAT_NODES"):
             values["nodes"] = parse_nodes(env["S3COMPAT_NODES"])
         values.update({k: v for k, v in overrides.items() if v is not None})
@@ -148,12 +166,17 @@ class Settings:
             "S3COMPAT_MAX_PUT_SIZE": str(self.max_put_size),
             "S3COMPAT_MIN_PART_SIZE": str(self.min_part_size),
             "S3COMPAT_LOG_LEVEL": self.log_level,
+            "S3COMPAT_BODY_IDLE_TIMEOUT": str(self.body_idle_timeout),
         }
         optional = {
+            "S3COMPAT_NODE_TOKEN": self.node_token,
+            "S3COMPAT_CLUSTER_ID": self.cluster_id,
             "S3COMPAT_ACCESS_KEY": self.access_key,
             "S3COMPAT_SECRET_KEY": self.secret_key,
             "S3COMPAT_CREDENTIALS_FILE": self.credentials_file,
             "S3COMPAT_DOMAIN": self.virtual_host_domain,
+            "S3COMPAT_TLS_CERT": self.tls_cert,
+            "S3COMPAT_TLS_KEY": self.tls_key,
         }
         env.update({k: v for k, v in optional.items() if v})
         return env

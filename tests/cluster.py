@@ -9,6 +9,7 @@ import json
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -53,6 +54,8 @@ class Cluster:
     access_key: str = ""
     secret_key: str = ""
     output: list[str] = field(default_factory=list)
+    tls: bool = False  # `s3compat dev --tls`: HTTPS, with the CA path printed as `ca:`
+    ca: str = ""
 
     # --- lifecycle ------------------------------------------------------------------
 
@@ -70,6 +73,7 @@ class Cluster:
                 str(self.data_dir),
                 "--port",
                 str(self.port),
+                *(["--tls"] if self.tls else []),
             ],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -89,6 +93,8 @@ class Cluster:
                 self.access_key = value
             elif key == "secret key":
                 self.secret_key = value
+            elif key == "ca":
+                self.ca = value
             elif line.startswith("Press Ctrl-C"):
                 ready = True
                 break
@@ -127,6 +133,15 @@ class Cluster:
     def info(self) -> dict[str, Any]:
         data: dict[str, Any] = json.loads((self.data_dir / "cluster.json").read_text())
         return data
+
+    @property
+    def node_env(self) -> dict[str, str]:
+        """The settings a gateway needs to be let in by this cluster's nodes: the token and
+        cluster id `s3compat dev` keeps in its data dir."""
+        return {
+            "S3COMPAT_NODE_TOKEN": (self.data_dir / "node-token").read_text().strip(),
+            "S3COMPAT_CLUSTER_ID": (self.data_dir / "cluster-id").read_text().strip(),
+        }
 
     @property
     def database_url(self) -> str:
@@ -182,7 +197,21 @@ class Cluster:
             aws_secret_access_key=secret_key or self.secret_key,
             region_name="us-east-1",
             config=Config(**config) if config else None,
+            verify=self.ca if self.tls else None,
         )
+
+    def ssl_context(self) -> ssl.SSLContext:
+        """A client context that trusts the cluster's CA (and nothing else)."""
+        return ssl.create_default_context(cafile=self.ca)
+
+    def connection(self, timeout: float = 60) -> http.client.HTTPConnection:
+        """A fresh HTTP or HTTPS connection to the gateway, whichever it serves."""
+        parts = urlsplit(self.endpoint)
+        if parts.scheme == "https":
+            return http.client.HTTPSConnection(
+                parts.hostname, parts.port, timeout=timeout, context=self.ssl_context()
+            )
+        return http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
 
     def raw(
         self,
@@ -212,7 +241,7 @@ class Cluster:
                 _SignGivenHash(creds, "s3", "us-east-1").add_auth(request)
                 hdrs = dict(request.headers.items())
         parts = urlsplit(url)
-        conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=60)
+        conn = self.connection()
         try:
             target = parts.path + (f"?{parts.query}" if parts.query else "")
             if send_body:
@@ -324,10 +353,12 @@ class ExtraGateway:
     env: dict[str, str] = field(default_factory=dict)
     port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
+    args: list[str] = field(default_factory=list)  # more `s3compat serve` arguments
+    tls: bool = False  # serves HTTPS (say how in args or env), trusted via the cluster's CA
 
     @property
     def endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 60.0) -> ExtraGateway:
         info = self.cluster.info
@@ -341,11 +372,12 @@ class ExtraGateway:
             "S3COMPAT_SECRET_KEY": self.cluster.secret_key,
             "S3COMPAT_USER": "admin",
             "S3COMPAT_PORT": str(self.port),
+            **self.cluster.node_env,
             **self.env,
         }
         log = open(self.cluster.data_dir / "logs" / f"gateway-{self.port}.log", "ab")  # noqa: SIM115
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "s3compat", "serve"],
+            [sys.executable, "-m", "s3compat", "serve", *self.args],
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -357,7 +389,13 @@ class ExtraGateway:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"extra gateway exited with {self.proc.returncode}")
             try:
-                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
+                conn = (
+                    http.client.HTTPSConnection(
+                        "127.0.0.1", self.port, timeout=2, context=self.cluster.ssl_context()
+                    )
+                    if self.tls
+                    else http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
+                )
                 conn.request("GET", "/-/health")
                 if conn.getresponse().status == 200:
                     return self

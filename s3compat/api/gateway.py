@@ -1,9 +1,9 @@
 """The HTTP edge: one Starlette endpoint that routes, authenticates and dispatches.
 
 Order per request: reserved paths (`/-/…`, which can never be a bucket) → routing table →
-SigV4 → the operation's handler. Authentication happens before the body is read, so
-`Expect: 100-continue` clients are refused before they send a byte. Every response, error
-or not, carries x-amz-request-id and x-amz-id-2.
+SigV4 or SigV2 → the operation's handler. Authentication happens before the body is read,
+so `Expect: 100-continue` clients are refused before they send a byte. Every response,
+error or not, carries x-amz-request-id and x-amz-id-2.
 """
 
 from __future__ import annotations
@@ -156,6 +156,7 @@ class Gateway:
             headers,
             self.credentials.lookup_secret,
             datetime.now(UTC),
+            virtual_host_bucket=found.bucket if self._is_virtual_host(request) else None,
         )
         user = self.credentials.user_for(auth.access_key)
         if user is None:  # the key was removed between the two lookups

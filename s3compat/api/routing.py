@@ -227,10 +227,13 @@ KNOWN_PARAMS: Final = frozenset(
         # ListParts
         "max-parts",
         "part-number-marker",
-        # presigned URLs: SigV2 query auth (SigV4's X-Amz-* are matched by prefix)
+        # presigned URLs: SigV2 query auth (SigV4's X-Amz-* are matched by prefix), and the
+        # signed headers botocore hoists into a V2 URL's query besides x-amz-*
         "AWSAccessKeyId",
         "Signature",
         "Expires",
+        "content-type",
+        "content-md5",
         # botocore appends the operation name to some requests
         "x-id",
     }

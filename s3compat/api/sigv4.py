@@ -1,9 +1,16 @@
-"""Server-side verification of AWS Signature Version 4 for S3 requests.
+"""Server-side verification of AWS Signature Version 4 for S3 requests, and the entry point
+for every authenticated request.
 
 Two ways of carrying a V4 signature are accepted: the `Authorization` header and query
 parameters (presigned URLs). The aws-chunked streaming format needs per-chunk checks after
 the headers have been verified; `authenticate` hands back what those checks need in an
 `AuthContext`, and `verify_chunk_signature` does one step of the chain.
+
+`authenticate` also recognises Signature Version 2 (`Authorization: AWS …`, or the
+`AWSAccessKeyId`/`Signature`/`Expires` query of boto3's default presigned URLs) and hands
+such requests to `s3compat.api.sigv2`, which returns the same `AuthContext` (unsigned
+payload, no signing key). V2 signs the bucket of a virtual-host request, so the caller
+passes it as `virtual_host_bucket`.
 
 S3 differs from the generic SigV4 rules in one important way: the path is signed exactly as
 sent on the wire (no normalisation of `//` or `..`, no second round of percent-encoding), so
@@ -89,10 +96,6 @@ _SCOPE_DATE = re.compile(r"\d{8}")
 _HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9a-z-]+")
 _AMZ_DATE_FORMAT = "%Y%m%dT%H%M%SZ"
 
-_SIGV2_MESSAGE = (
-    "Signature Version 2 is not supported; use Signature Version 4 "
-    "(boto3: Config(signature_version='s3v4'))"
-)
 _QUERY_V4_REQUIRED = (
     "Query-string authentication version 4 requires the X-Amz-Algorithm, X-Amz-Credential, "
     "X-Amz-Signature, X-Amz-Date, X-Amz-SignedHeaders, and X-Amz-Expires parameters."
@@ -353,6 +356,7 @@ class _Request:
     lookup_secret: Callable[[str], str | None]
     now: datetime
     max_skew: timedelta
+    virtual_host_bucket: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -376,11 +380,15 @@ def authenticate(
     now: datetime,
     *,
     max_skew: timedelta = timedelta(minutes=15),
+    virtual_host_bucket: str | None = None,
 ) -> AuthContext:
-    """Verify a request's V4 signature and say who made it; raise the S3 error otherwise.
+    """Verify a request's V4 (or V2) signature and say who made it; raise the S3 error
+    otherwise.
 
     `headers` are (lower-case name, value) in arrival order; `raw_path`/`raw_query` are the
-    request target exactly as received, still percent-encoded.
+    request target exactly as received, still percent-encoded. `virtual_host_bucket` is the
+    bucket named by the Host header of a virtual-host-style request (None for path style):
+    V4 does not need it (the Host header is signed), V2 signs `/bucket` + path.
     """
     if now.tzinfo is None:
         now = now.replace(tzinfo=UTC)
@@ -393,6 +401,7 @@ def authenticate(
         lookup_secret=lookup_secret,
         now=now,
         max_skew=max_skew,
+        virtual_host_bucket=virtual_host_bucket,
     )
     return _HANDLERS[_detect_scheme(request)](request)
 
@@ -449,9 +458,20 @@ def _reject_anonymous(request: _Request) -> AuthContext:
     raise AccessDenied("Access Denied: anonymous requests are not allowed.")
 
 
-def _reject_sigv2(request: _Request) -> AuthContext:
-    # Slot for the later SigV2 verifier: replace these two entries in `_HANDLERS`.
-    raise InvalidRequest(_SIGV2_MESSAGE)
+def _authenticate_v2(request: _Request) -> AuthContext:
+    # Imported here: sigv2 imports AuthContext from this module.
+    from s3compat.api import sigv2
+
+    return sigv2.authenticate(
+        request.method,
+        request.raw_path,
+        request.raw_query,
+        request.headers,
+        request.lookup_secret,
+        request.now,
+        bucket=request.virtual_host_bucket,
+        max_skew=request.max_skew,
+    )
 
 
 # ---------------------------------------------------------------- header authentication
@@ -808,6 +828,6 @@ _HANDLERS: dict[_Scheme, Callable[[_Request], AuthContext]] = {
     _Scheme.ANONYMOUS: _reject_anonymous,
     _Scheme.V4_HEADER: _authenticate_header,
     _Scheme.V4_QUERY: _authenticate_query,
-    _Scheme.V2_HEADER: _reject_sigv2,
-    _Scheme.V2_QUERY: _reject_sigv2,
+    _Scheme.V2_HEADER: _authenticate_v2,
+    _Scheme.V2_QUERY: _authenticate_v2,
 }

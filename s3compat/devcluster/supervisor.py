@@ -4,6 +4,14 @@ Everything lives under one data directory, so stopping and starting again finds 
 buckets and objects. The supervisor writes `cluster.json` there (endpoint, ports, pids) for
 tools and tests, and stops every child on Ctrl-C.
 
+With `tls`, the gateway serves HTTPS on the same port, with a certificate signed by a
+private CA the supervisor keeps under `DIR/tls/` (see `tls.py`); it prints the CA's path
+(`ca: …`) for clients to trust, and checks the gateway's health against that CA.
+
+The nodes accept only calls carrying the cluster's token, and report its cluster id: both
+are made on first start and kept in the data dir (`node-token`, mode 0600, and
+`cluster-id`). Nodes read the token from that file, the gateway from its environment.
+
 A node or the gateway that dies is restarted on the port it had, so the node addresses the
 gateway registered (and its clients' endpoint) stay right; cluster.json gets the new pids.
 A child that keeps dying (more than RESTART_LIMIT restarts in RESTART_WINDOW seconds) is a
@@ -17,6 +25,7 @@ import json
 import os
 import secrets
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -27,10 +36,14 @@ from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from s3compat.devcluster.postgres import EmbeddedPostgres
 from s3compat.devcluster.procs import die_with_parent
 from s3compat.settings import Settings
+
+if TYPE_CHECKING:
+    from s3compat.devcluster.tls import DevTLS
 
 NODE_COUNT = 6
 DEV_USER = "admin"
@@ -50,6 +63,7 @@ class DevOptions:
     access_key: str | None = field(default=None, repr=False)
     secret_key: str | None = field(default=None, repr=False)
     extra_env: dict[str, str] = field(default_factory=dict)
+    tls: bool = False
 
 
 def dev_credentials(
@@ -70,6 +84,33 @@ def dev_credentials(
     return access, secret
 
 
+NODE_TOKEN_FILE = "node-token"
+CLUSTER_ID_FILE = "cluster-id"
+
+
+def _read_or_create(path: Path, make: str) -> str:
+    """The stripped content of `path`, or `make` written there (mode 0600) if it is new."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        os.chmod(path, 0o600)
+        value = path.read_text().strip()
+        if not value:
+            raise RuntimeError(f"{path} is empty; delete it to get a new one") from None
+        return value
+    with os.fdopen(fd, "w") as f:
+        f.write(make + "\n")
+    return make
+
+
+def dev_node_secrets(data_dir: Path) -> tuple[str, str]:
+    """The nodes' shared token and the cluster id: generated on first start, then kept in
+    the data dir (`node-token`, `cluster-id`, both 0600) so restarts find the same ones."""
+    token = _read_or_create(data_dir / NODE_TOKEN_FILE, secrets.token_urlsafe(32))
+    cluster_id = _read_or_create(data_dir / CLUSTER_ID_FILE, f"dev-{secrets.token_hex(8)}")
+    return token, cluster_id
+
+
 class Supervisor:
     def __init__(self, opts: DevOptions) -> None:
         self.opts = opts
@@ -80,7 +121,14 @@ class Supervisor:
         self.node_addresses: dict[str, str] = {}
         self.gateway: subprocess.Popen[bytes] | None = None
         self.gateway_env: dict[str, str] = {}
-        self.endpoint = f"http://{opts.host}:{opts.port}"
+        self.cluster_id = ""
+        self.endpoint = f"{'https' if opts.tls else 'http'}://{opts.host}:{opts.port}"
+        # Where the supervisor itself checks health: a wildcard bind address is no name a
+        # certificate can carry, so ask the loopback address instead.
+        probe_host = "127.0.0.1" if opts.host in ("", "0.0.0.0", "::", "[::]") else opts.host
+        self.health_url = f"{'https' if opts.tls else 'http'}://{probe_host}:{opts.port}/-/health"
+        self.tls: DevTLS | None = None
+        self.ssl_context: ssl.SSLContext | None = None
         self.database_url = ""
         self.restarts: dict[str, deque[float]] = {}
         self.stopping = False
@@ -119,6 +167,11 @@ class Supervisor:
                 f"{self.opts.host}:{port}",
                 "--data",
                 str(self.data / "nodes" / node_id),
+                # The token by file: a command line is visible to every user (ps).
+                "--token-file",
+                str(self.data / NODE_TOKEN_FILE),
+                "--cluster-id",
+                self.cluster_id,
             ],
             log_name,
         )
@@ -144,7 +197,7 @@ class Supervisor:
             [sys.executable, "-m", "s3compat", "serve"], "gateway.log", self.gateway_env
         )
 
-    def _wait_gateway(self, endpoint: str, timeout: float = 60.0, *, healthy: bool = True) -> None:
+    def _wait_gateway(self, timeout: float = 60.0, *, healthy: bool = True) -> None:
         """Wait until the gateway answers its health check (with 200 unless not `healthy`:
         a restarted gateway is up even while a node it reports on is still restarting)."""
         deadline = time.monotonic() + timeout
@@ -158,7 +211,9 @@ class Supervisor:
                     f"see {self.logs / 'gateway.log'}"
                 )
             try:
-                with urllib.request.urlopen(f"{endpoint}/-/health", timeout=2) as resp:
+                with urllib.request.urlopen(
+                    self.health_url, timeout=2, context=self.ssl_context
+                ) as resp:
                     if resp.status == 200:
                         return
             except urllib.error.HTTPError as exc:
@@ -173,6 +228,9 @@ class Supervisor:
     def start(self) -> dict[str, object]:
         self.logs.mkdir(parents=True, exist_ok=True)
         access, secret = dev_credentials(self.data, self.opts.access_key, self.opts.secret_key)
+        node_token, self.cluster_id = dev_node_secrets(self.data)
+        if self.opts.tls:
+            self._prepare_tls()
         database_url = os.environ.get("DATABASE_URL", "")
         if not database_url:
             self.pg = EmbeddedPostgres(self.data / "postgres")
@@ -188,13 +246,30 @@ class Supervisor:
             access_key=access,
             secret_key=secret,
             user=DEV_USER,
+            node_token=node_token,
+            cluster_id=self.cluster_id,
         )
+        if self.tls is not None:
+            settings = settings.with_(tls_cert=str(self.tls.cert), tls_key=str(self.tls.key))
         self.gateway_env = {**os.environ, **settings.to_env(), **self.opts.extra_env}
+        if self.tls is None:  # HTTPS only with --tls: the endpoint printed says http://
+            self.gateway_env.pop("S3COMPAT_TLS_CERT", None)
+            self.gateway_env.pop("S3COMPAT_TLS_KEY", None)
         self._start_gateway()
-        self._wait_gateway(self.endpoint)
+        self._wait_gateway()
         info = self._write_info()
         info["access_key"], info["secret_key"] = access, secret
         return info
+
+    def _prepare_tls(self) -> None:
+        """Make (or reuse) the CA and server certificate; trust that CA for health checks."""
+        try:
+            from s3compat.devcluster.tls import ensure_dev_tls
+        except ImportError as exc:  # the `cryptography` package
+            raise RuntimeError(f"--tls needs the cryptography package: {exc}") from None
+        domain = Settings.from_env({**os.environ, **self.opts.extra_env}).virtual_host_domain
+        self.tls = ensure_dev_tls(self.data, host=self.opts.host, domain=domain)
+        self.ssl_context = ssl.create_default_context(cafile=str(self.tls.ca_cert))
 
     def _write_info(self) -> dict[str, object]:
         """cluster.json, for tools and tests; no secrets. Replaced atomically, so a reader
@@ -202,6 +277,7 @@ class Supervisor:
         assert self.gateway is not None
         info: dict[str, object] = {
             "endpoint": self.endpoint,
+            "ca": str(self.tls.ca_cert) if self.tls is not None else None,
             "database_url": self.database_url,
             "nodes": dict(self.node_addresses),
             "pids": {
@@ -235,7 +311,7 @@ class Supervisor:
         its own. Raises RuntimeError if it does not come up."""
         if name == "gateway":
             self._start_gateway()
-            self._wait_gateway(self.endpoint, healthy=False)
+            self._wait_gateway(healthy=False)
             assert self.gateway is not None
             return self.gateway
         port = int(self.node_addresses[name].rpartition(":")[2])
@@ -329,6 +405,8 @@ def run_dev(opts: DevOptions) -> int:
         return 1
     print("s3compat dev cluster is ready", flush=True)
     print(f"endpoint: {info['endpoint']}")
+    if sup.tls is not None:
+        print(f"ca: {sup.tls.ca_cert}")
     print(f"access key: {info['access_key']}")
     print(f"secret key: {info['secret_key']}")
     print(f"region: {Settings.from_env().region}")

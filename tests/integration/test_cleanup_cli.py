@@ -114,7 +114,7 @@ def test_once_with_database_url(idle: Cluster) -> None:
     s3.create_bucket(Bucket="by-url")
     ids = _put_and_delete(idle, s3, "by-url", "doomed")
     # The nodes' addresses come from the database: S3COMPAT_NODES is not set.
-    counts = cleanup(DATABASE_URL=idle.database_url)
+    counts = cleanup(DATABASE_URL=idle.database_url, **idle.node_env)
     assert counts == _nothing(blobs_collected=1, chunks_deleted=6)
     assert not ids & _all_chunk_files(idle)
 

@@ -72,6 +72,7 @@ class ExtraGateway:
             "S3COMPAT_USER": "admin",
             "S3COMPAT_HOST": "127.0.0.1",
             "S3COMPAT_PORT": str(self.port),
+            **self.cluster.node_env,
         }
         env.pop("S3COMPAT_CREDENTIALS_FILE", None)
         with open(self.log, "ab") as log:

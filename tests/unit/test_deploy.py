@@ -39,12 +39,21 @@ PYPROJECT_PATH = REPO / "pyproject.toml"
 NODE_SERVICES = tuple(f"node{i}" for i in range(1, 7))
 GATEWAY = "gateway"
 POSTGRES = "postgres"
-SECRETS = ("POSTGRES_PASSWORD", "S3COMPAT_ACCESS_KEY", "S3COMPAT_SECRET_KEY")
+SECRETS = (
+    "POSTGRES_PASSWORD",
+    "S3COMPAT_ACCESS_KEY",
+    "S3COMPAT_SECRET_KEY",
+    "S3COMPAT_NODE_TOKEN",
+    # Not a secret, but with a default two deployments would share one cluster id.
+    "S3COMPAT_CLUSTER_ID",
+)
 # What an operator exports before `docker compose up`; values are arbitrary.
 OPERATOR_ENV = {
     "POSTGRES_PASSWORD": "pg-password-for-tests",
     "S3COMPAT_ACCESS_KEY": "AKIDDEPLOYTEST",
     "S3COMPAT_SECRET_KEY": "deploy-test-secret",
+    "S3COMPAT_NODE_TOKEN": "deploy-test-node-token",
+    "S3COMPAT_CLUSTER_ID": "deploy-test-cluster",
 }
 # Files the installed package loads at run time (importlib.resources), relative to the
 # package root: the image is useless if `pip install .` leaves one out.
@@ -268,7 +277,14 @@ def check_gateway_environment(doc: Doc, dockerfile: str) -> None:
     env = environment(doc["services"][GATEWAY])
     unknown = set(env) - set(ENV_VARS)
     assert not unknown, f"the gateway gets variables settings.py never reads: {sorted(unknown)}"
-    required = {"DATABASE_URL", "S3COMPAT_NODES", "S3COMPAT_ACCESS_KEY", "S3COMPAT_SECRET_KEY"}
+    required = {
+        "DATABASE_URL",
+        "S3COMPAT_NODES",
+        "S3COMPAT_ACCESS_KEY",
+        "S3COMPAT_SECRET_KEY",
+        "S3COMPAT_NODE_TOKEN",
+        "S3COMPAT_CLUSTER_ID",
+    }
     assert required <= set(env), f"the gateway lacks {sorted(required - set(env))}"
     try:
         settings = Settings.from_env(env)
@@ -276,6 +292,23 @@ def check_gateway_environment(doc: Doc, dockerfile: str) -> None:
         raise AssertionError(f"the gateway's environment does not load: {exc}") from None
     assert settings.access_key == OPERATOR_ENV["S3COMPAT_ACCESS_KEY"]
     assert settings.secret_key == OPERATOR_ENV["S3COMPAT_SECRET_KEY"]
+
+
+def check_node_auth(doc: Doc, dockerfile: str) -> None:
+    """Every node requires the token the gateway presents, and reports its cluster id."""
+    gateway = environment(doc["services"][GATEWAY])
+    token, cluster_id = gateway.get("S3COMPAT_NODE_TOKEN"), gateway.get("S3COMPAT_CLUSTER_ID")
+    assert token == OPERATOR_ENV["S3COMPAT_NODE_TOKEN"], "the gateway has no node token"
+    assert cluster_id == OPERATOR_ENV["S3COMPAT_CLUSTER_ID"], "the gateway has no cluster id"
+    for name, args in node_commands(doc, dockerfile).items():
+        env = environment(doc["services"][name])
+        assert not args.insecure_no_token, f"{name} runs with --insecure-no-token"
+        if args.token_file is None:
+            assert env.get("S3COMPAT_NODE_TOKEN") == token, f"{name} has another node token"
+        if args.cluster_id is None:
+            assert env.get("S3COMPAT_CLUSTER_ID") == cluster_id, f"{name} has another cluster id"
+        else:
+            assert args.cluster_id == cluster_id, f"{name} runs with --cluster-id {args.cluster_id}"
 
 
 def check_node_list(doc: Doc, dockerfile: str) -> None:
@@ -422,6 +455,7 @@ COMPOSE_CHECKS: list[Callable[[Doc, str], None]] = [
     check_services_present,
     check_commands_parse,
     check_gateway_environment,
+    check_node_auth,
     check_node_list,
     check_node_volumes,
     check_database_url,
@@ -518,6 +552,14 @@ BREAKAGES: list[tuple[str, Callable[[Doc], None], Callable[[Doc, str], None]]] =
     ("unknown flag", _replace_command(GATEWAY, "--port", "--prot"), check_commands_parse),
     ("bad port", _replace_command(GATEWAY, "9000", "ninety"), check_commands_parse),
     ("node lacks --data", _drop_command_args("node2", "--data"), check_commands_parse),
+    ("node's other token", _set_env("node3", "S3COMPAT_NODE_TOKEN", "other"), check_node_auth),
+    ("node's other cluster", _set_env("node1", "S3COMPAT_CLUSTER_ID", "x"), check_node_auth),
+    (
+        "node serves anyone",
+        lambda d: _svc(d, "node5")["command"].append("--insecure-no-token"),
+        check_node_auth,
+    ),
+    ("gateway lacks token", _set_env(GATEWAY, "S3COMPAT_NODE_TOKEN", ""), check_node_auth),
     ("not a script", _replace_command("node1", "nodeserver", "node-server"), check_commands_parse),
     ("gateway runs dev", _replace_command(GATEWAY, "serve", "dev"), check_commands_parse),
     ("node id != name", _replace_command("node3", "node3", "node33"), check_commands_parse),

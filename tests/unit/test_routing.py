@@ -618,7 +618,13 @@ def test_presigned_urls() -> None:
         "&X-Amz-Signature=aeeed9bbccd4d02ee5c0109b86d86835f995330da4c265957d157751f604d404"
     )
     sigv2 = "AWSAccessKeyId=AKIAIOSFODNN7EXAMPLE&Expires=1141889120&Signature=vjbyPxybd%2FZ%2B"
-    for query in (sigv4, sigv2, sigv4 + "&x-amz-acl=private&x-amz-meta-mtime=1&x-id=PutObject"):
+    hoisted = "&content-type=text%2Fplain&content-md5=1B2M2Y8AsgTpgAmY7PhCfg%3D%3D&x-amz-acl=a"
+    for query in (
+        sigv4,
+        sigv2,
+        sigv4 + "&x-amz-acl=private&x-amz-meta-mtime=1&x-id=PutObject",
+        sigv2 + hoisted,
+    ):
         assert _route("GET", f"/b/k?{query}").op is Op.GET_OBJECT
         assert _route("PUT", f"/b/k?{query}").op is Op.PUT_OBJECT
         assert _route("DELETE", f"/b/k?{query}").op is Op.DELETE_OBJECT

@@ -1374,30 +1374,95 @@ def test_header_and_query_auth_together_are_rejected() -> None:
     )
 
 
-SIGV2_MESSAGE = (
-    "Signature Version 2 is not supported; use Signature Version 4 "
-    "(boto3: Config(signature_version='s3v4'))"
-)
+# SigV2 requests are handed to s3compat.api.sigv2 (its own suite: tests/unit/test_sigv2.py);
+# these check the dispatch, with AWS's published V2 examples (tests/unit/test_sigv2.py).
+V2_PUPPY_HEADERS = [
+    ("host", "awsexamplebucket1.us-west-1.s3.amazonaws.com"),
+    ("date", "Tue, 27 Mar 2007 19:36:42 +0000"),
+    ("authorization", f"AWS {EX_AK}:qgk2+6Sv9/oM7G3qLEjTH1a1l1g="),
+]
+V2_PUPPY_NOW = datetime(2007, 3, 27, 19, 36, 42, tzinfo=UTC)
+V2_QUERY = f"AWSAccessKeyId={EX_AK}&Expires=1175139620&Signature=NpgCjnDzrM%2BWFzoENXmpNDUsSn8%3D"
+V2_QUERY_NOW = datetime.fromtimestamp(1175139620, UTC) - timedelta(hours=1)
 
 
-def test_sigv2_header_is_refused_with_a_hint() -> None:
-    headers = [("host", EX_HOST), ("date", "Fri, 24 May 2013 00:00:00 GMT")]
-    headers.append(("authorization", f"AWS {EX_AK}:bWq2s1WEIj+Ydj0vQ697zp+IXMU="))
-    exc = raises_without_leak(
-        InvalidRequest,
-        lambda: sigv4.authenticate("GET", "/photos/puppy.jpg", "", headers, ex_lookup, EX_NOW),
+def test_sigv2_header_is_verified_by_sigv2() -> None:
+    ctx = sigv4.authenticate(
+        "GET",
+        "/photos/puppy.jpg",
+        "",
+        V2_PUPPY_HEADERS,
+        ex_lookup,
+        V2_PUPPY_NOW,
+        virtual_host_bucket="awsexamplebucket1",
     )
-    assert exc.message == SIGV2_MESSAGE
-    assert exc.status == 400
+    assert ctx.access_key == EX_AK
+    assert ctx.presigned is False
+    assert ctx.payload_hash == "UNSIGNED-PAYLOAD"
+    assert ctx.signing_key == b""
 
 
-def test_sigv2_query_is_refused_with_a_hint() -> None:
-    query = f"AWSAccessKeyId={EX_AK}&Expires=1141889120&Signature=vjbyPxybdZaNmGa%2ByT272YEAiv4%3D"
-    exc = raises_without_leak(
-        InvalidRequest,
-        lambda: sigv4.authenticate("GET", "/k", query, [("host", EX_HOST)], ex_lookup, EX_NOW),
+def test_sigv2_header_needs_the_virtual_host_bucket() -> None:
+    # V2 signs "/awsexamplebucket1/photos/puppy.jpg": without the bucket it cannot match.
+    raises_without_leak(
+        SignatureDoesNotMatch,
+        lambda: sigv4.authenticate(
+            "GET", "/photos/puppy.jpg", "", V2_PUPPY_HEADERS, ex_lookup, V2_PUPPY_NOW
+        ),
     )
-    assert exc.message == SIGV2_MESSAGE
+
+
+def test_sigv2_header_skew_uses_max_skew() -> None:
+    def call(max_skew: timedelta) -> object:
+        return sigv4.authenticate(
+            "GET",
+            "/photos/puppy.jpg",
+            "",
+            V2_PUPPY_HEADERS,
+            ex_lookup,
+            V2_PUPPY_NOW + timedelta(minutes=10),
+            max_skew=max_skew,
+            virtual_host_bucket="awsexamplebucket1",
+        )
+
+    call(timedelta(minutes=15))
+    raises_without_leak(RequestTimeTooSkewed, lambda: call(timedelta(minutes=5)))
+
+
+def test_sigv2_query_is_verified_by_sigv2() -> None:
+    ctx = sigv4.authenticate(
+        "GET",
+        "/photos/puppy.jpg",
+        V2_QUERY,
+        [("host", "johnsmith.s3.amazonaws.com")],
+        ex_lookup,
+        V2_QUERY_NOW,
+        virtual_host_bucket="johnsmith",
+    )
+    assert ctx.access_key == EX_AK
+    assert ctx.presigned is True
+    assert ctx.payload_hash == "UNSIGNED-PAYLOAD"
+
+
+def test_sigv2_query_tampered_and_expired() -> None:
+    def call(query: str, now: datetime = V2_QUERY_NOW) -> object:
+        return sigv4.authenticate(
+            "GET",
+            "/photos/puppy.jpg",
+            query,
+            [("host", "johnsmith.s3.amazonaws.com")],
+            ex_lookup,
+            now,
+            virtual_host_bucket="johnsmith",
+        )
+
+    raises_without_leak(
+        SignatureDoesNotMatch, lambda: call(V2_QUERY.replace("1175139620", "1175139619"))
+    )
+    exc = raises_without_leak(
+        AccessDenied, lambda: call(V2_QUERY, V2_QUERY_NOW + timedelta(hours=2))
+    )
+    assert "expired" in exc.message
 
 
 # ------------------------------------------------------------ secrets, repr and caching
