@@ -18,14 +18,10 @@ Run: `python benchmarks/bench_cluster.py [--quick]`
 from __future__ import annotations
 
 import argparse
-import collections
-import json
 import math
 import os
 import secrets
 import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
@@ -43,14 +39,11 @@ from botocore.config import Config
 # Runnable from a checkout without installing the package.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from s3compat.devcluster.procs import die_with_parent
-
-REPO = Path(__file__).resolve().parent.parent
+from tests.cluster import Cluster
 
 KIB = 1024
 MIB = 1024 * KIB
 START_TIMEOUT = 120.0
-STOP_TIMEOUT = 30.0
 SAMPLE_INTERVAL = 0.05
 
 
@@ -79,107 +72,6 @@ def workloads(quick: bool) -> list[Workload]:
 
 
 # --- the cluster -------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-@dataclass
-class DevCluster:
-    data_dir: Path
-    port: int = field(default_factory=free_port)
-    proc: subprocess.Popen[str] | None = None
-    endpoint: str = ""
-    access_key: str = ""
-    secret_key: str = ""
-    pids: dict[str, int] = field(default_factory=dict)
-    output: collections.deque[str] = field(default_factory=lambda: collections.deque(maxlen=50))
-
-    def start(self) -> None:
-        env = dict(os.environ)
-        env.pop("DATABASE_URL", None)  # always the embedded PostgreSQL
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "s3compat",
-                "dev",
-                "--data-dir",
-                str(self.data_dir),
-                "--port",
-                str(self.port),
-            ],
-            cwd=REPO,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            # Its own session: a terminal Ctrl-C reaches only us, and we stop the cluster
-            # in order. If we die anyway, the kernel sends it SIGTERM.
-            start_new_session=True,
-            preexec_fn=die_with_parent,
-        )
-        ready = threading.Event()
-        threading.Thread(target=self._read_output, args=(ready,), daemon=True).start()
-        deadline = time.monotonic() + START_TIMEOUT
-        while not (ready.is_set() and self.endpoint and self.access_key and self.secret_key):
-            if self.proc.poll() is not None:
-                raise RuntimeError(
-                    self._failure(f"s3compat dev exited with {self.proc.returncode}")
-                )
-            if time.monotonic() > deadline:
-                raise RuntimeError(self._failure("s3compat dev did not become ready"))
-            time.sleep(0.05)
-        info = json.loads((self.data_dir / "cluster.json").read_text())
-        self.pids = {name: int(pid) for name, pid in info["pids"].items() if pid}
-
-    def _read_output(self, ready: threading.Event) -> None:
-        assert self.proc is not None and self.proc.stdout is not None
-        for line in self.proc.stdout:
-            line = line.rstrip("\n")
-            self.output.append(line)
-            key, _, value = line.partition(": ")
-            if line.strip() == "s3compat dev cluster is ready":
-                ready.set()
-            elif key == "endpoint":
-                self.endpoint = value.strip()
-            elif key == "access key":
-                self.access_key = value.strip()
-            elif key == "secret key":
-                self.secret_key = value.strip()
-
-    def _failure(self, message: str) -> str:
-        """The message with the supervisor's output and the gateway log's tail (the data
-        directory, logs included, is removed on exit)."""
-        text = f"{message}; its output:\n" + "\n".join(f"  | {line}" for line in self.output)
-        gateway_log = self.data_dir / "logs" / "gateway.log"
-        if gateway_log.exists():
-            lines = gateway_log.read_text(errors="replace").splitlines()[-20:]
-            text += "\ngateway.log:\n" + "\n".join(f"  | {line}" for line in lines)
-        return text
-
-    def stop(self) -> None:
-        proc = self.proc
-        if proc is None or proc.poll() is not None:
-            return
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-
-
-# --- memory ------------------------------------------------------------------------------
 
 
 def proc_status_kib(pid: int, field_name: str) -> int | None:
@@ -272,7 +164,7 @@ class Result:
         return ordered[rank - 1] * 1000
 
 
-def make_client(cluster: DevCluster) -> Any:
+def make_client(cluster: Cluster) -> Any:
     # A session per client: boto3's default session is not meant to be shared by threads.
     return boto3.session.Session().client(
         "s3",
@@ -365,7 +257,7 @@ def get_op(bucket: str, size: int) -> Callable[[Any, str], int]:
 
 def run_workload(
     work: Workload,
-    cluster: DevCluster,
+    cluster: Cluster,
     bucket: str,
     sampler: RssSampler,
     stop: threading.Event,
@@ -440,20 +332,25 @@ def main(argv: list[str] | None = None) -> int:
     stop = threading.Event()
     started = time.monotonic()
     with temp_data_dir() as data_dir:
-        cluster = DevCluster(data_dir)
+        # Production janitor settings, not the tests' fast ones.
+        cluster = Cluster(
+            data_dir,
+            env={"S3COMPAT_JANITOR_INTERVAL": "30", "S3COMPAT_DELETE_GRACE": "300"},
+        )
         sampler: RssSampler | None = None
         try:
             print(f"starting s3compat dev in {data_dir} …", flush=True)
-            cluster.start()
+            cluster.start(timeout=START_TIMEOUT)
+            pids = {name: int(pid) for name, pid in cluster.info["pids"].items() if pid}
             print(
                 f"cluster ready in {time.monotonic() - started:.1f}s at {cluster.endpoint} "
-                f"(gateway pid {cluster.pids['gateway']}, {os.cpu_count()} CPUs, "
+                f"(gateway pid {pids['gateway']}, {os.cpu_count()} CPUs, "
                 f"load average {os.getloadavg()[0]:.2f})",
                 flush=True,
             )
-            sampler = RssSampler(cluster.pids["gateway"])
+            sampler = RssSampler(pids["gateway"])
             sampler.start()
-            idle_kib = proc_status_kib(cluster.pids["gateway"], "VmRSS") or 0
+            idle_kib = proc_status_kib(pids["gateway"], "VmRSS") or 0
             bucket = f"bench-{secrets.token_hex(4)}"
             warm_up(make_client(cluster), bucket)
 
@@ -468,9 +365,9 @@ def main(argv: list[str] | None = None) -> int:
                     results.append(r)
                     threads[r.label] = work.threads
 
-            hwm_kib = proc_status_kib(cluster.pids["gateway"], "VmHWM") or 0
+            hwm_kib = proc_status_kib(pids["gateway"], "VmHWM") or 0
             sampler.stop()
-            rss_end = cluster_rss(cluster.pids)
+            rss_end = cluster_rss(pids)
 
             print()
             print(
