@@ -74,11 +74,6 @@ class EntityTooSmall(S3Error):
     default_message = "Your proposed upload is smaller than the minimum allowed object size."
 
 
-class IllegalLocationConstraintException(S3Error):
-    code, status = "IllegalLocationConstraintException", 400
-    default_message = "The specified location-constraint is not valid."
-
-
 class IncompleteBody(S3Error):
     code, status = "IncompleteBody", 400
     default_message = "You did not provide the number of bytes specified by the Content-Length."
@@ -209,28 +204,14 @@ class SignatureDoesNotMatch(S3Error):
     )
 
 
-class SlowDown(S3Error):
-    code, status, default_message = "SlowDown", 503, "Please reduce your request rate."
-
-
 class XAmzContentSHA256Mismatch(S3Error):
     code, status = "XAmzContentSHA256Mismatch", 400
     default_message = "The provided 'x-amz-content-sha256' header does not match what was computed."
 
 
-class InvalidObjectState(S3Error):
-    code, status = "InvalidObjectState", 403
-    default_message = "The operation is not valid for the current state of the object."
-
-
 class NoSuchLifecycleConfiguration(S3Error):
     code, status = "NoSuchLifecycleConfiguration", 404
     default_message = "The lifecycle configuration does not exist"
-
-
-class MissingSecurityHeader(S3Error):
-    code, status = "MissingSecurityHeader", 400
-    default_message = "Your request is missing a required header."
 
 
 class InvalidURI(S3Error):
