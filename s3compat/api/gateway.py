@@ -125,9 +125,11 @@ class Gateway:
         return response
 
     def _is_virtual_host(self, request: Request) -> bool:
-        host = (request.headers.get("host") or "").split(":")[0].lower()
         domain = self.virtual_host_domain
-        return bool(domain) and host.endswith("." + domain.lower())  # type: ignore[union-attr]
+        if not domain:
+            return False
+        host = (request.headers.get("host") or "").split(":")[0].lower().rstrip(".")
+        return host.endswith("." + domain.lower())
 
     async def _reserved(self, path: str) -> Response:
         if path == "/-/health":
