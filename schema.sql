@@ -117,3 +117,22 @@ CREATE TABLE upload_parts (
 -- AbortIncompleteMultipartUpload rules are accepted; the TTL they imply is kept in
 -- upload_ttl (version 1), which the janitor reads.
 ALTER TABLE buckets ADD COLUMN lifecycle jsonb;
+
+-- version: 3
+
+-- Users managed with `s3compat admin user …`, and their access keys. A secret key is kept
+-- only encrypted (AES-256-GCM under S3COMPAT_MASTER_KEY, the access key as associated data:
+-- see s3compat/metadata/keycrypt.py), never in plain text: signatures need the plain
+-- secret, so it cannot be hashed.
+CREATE TABLE users (
+    name        text PRIMARY KEY,
+    created_at  timestamptz NOT NULL DEFAULT now()
+);
+
+CREATE TABLE access_keys (
+    access_key  text PRIMARY KEY,
+    user_name   text NOT NULL REFERENCES users ON DELETE CASCADE,
+    secret_enc  bytea NOT NULL,
+    created_at  timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX access_keys_by_user ON access_keys (user_name);

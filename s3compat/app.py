@@ -11,6 +11,7 @@ import logging
 from collections.abc import AsyncIterator, Sequence
 from datetime import timedelta
 
+import asyncpg
 from starlette.applications import Starlette
 
 from s3compat.api.context import Services
@@ -18,7 +19,9 @@ from s3compat.api.credentials import CredentialStore
 from s3compat.api.gateway import Gateway, build_app
 from s3compat.core.layout import PLAIN_SPLIT, Codec
 from s3compat.core.ports import NodeClient, NodeHealth, NodeUnauthenticated, NodeUnavailable
+from s3compat.metadata.keycrypt import KeyCryptError, MasterKey
 from s3compat.metadata.repository import PgMetadata, open_pool
+from s3compat.metadata.users import load_access_keys
 from s3compat.nodes.client import GrpcNodeClient
 from s3compat.nodes.cluster import NodeCluster
 from s3compat.service.buckets import BucketService
@@ -31,6 +34,10 @@ log = logging.getLogger(__name__)
 
 STARTUP_CHECK_DEADLINE = 5.0
 """Seconds each node gets to answer the startup Health check."""
+
+USER_KEYS_REFRESH = 2.0
+"""Seconds between reloads of the access keys kept in the database: `s3compat admin user
+add` needs no restart, and `remove` takes effect within this time."""
 
 
 def credentials_from(settings: Settings) -> CredentialStore:
@@ -50,6 +57,15 @@ class Runtime:
         self.meta: PgMetadata | None = None
         self.cluster = NodeCluster(deadline=settings.node_deadline, token=settings.node_token)
         self.janitor_task: asyncio.Task[None] | None = None
+        self.user_keys_task: asyncio.Task[None] | None = None
+        self.master_key: MasterKey | None = None
+        if settings.master_key:
+            try:
+                self.master_key = MasterKey(settings.master_key)
+            except KeyCryptError as exc:
+                raise SystemExit(f"S3COMPAT_MASTER_KEY: {exc}") from None
+        self._pool: asyncpg.Pool | None = None
+        self._refreshing: asyncio.Task[None] | None = None
 
     def janitor(self) -> Janitor:
         assert self.meta is not None
@@ -66,6 +82,7 @@ class Runtime:
         if not s.database_url:
             raise SystemExit("DATABASE_URL is not set")
         pool = await open_pool(s.database_url)
+        self._pool = pool
         self.meta = PgMetadata(pool, delete_grace=timedelta(seconds=s.delete_grace))
         if not s.node_token:
             log.warning("S3COMPAT_NODE_TOKEN is not set: nodes that require a token refuse us")
@@ -110,7 +127,45 @@ class Runtime:
             log.error("%s", message)
             raise SystemExit(message)
 
+    async def load_user_keys(self, credentials: CredentialStore) -> None:
+        """Replace the store's database keys with the current rows, decrypted."""
+        if self.master_key is None or self._pool is None:
+            return
+        credentials.replace_db_entries(await load_access_keys(self._pool, self.master_key))
+
+    async def refresh_user_keys(self, credentials: CredentialStore, interval: float) -> None:
+        """Reload the database keys every `interval` seconds. A failed reload keeps the
+        previous keys (a database outage must not lock every user out)."""
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.load_user_keys(credentials)
+            except Exception as exc:
+                log.warning("access keys not reloaded from the database: %r", exc)
+
+    def request_user_keys_refresh(self, credentials: CredentialStore) -> None:
+        """An unknown access key was presented: reload now, in the background (the store
+        calls this at most once per second)."""
+        if self.master_key is None or self._pool is None:
+            return
+        if self._refreshing is not None and not self._refreshing.done():
+            return
+
+        async def refresh() -> None:
+            try:
+                await self.load_user_keys(credentials)
+            except Exception as exc:
+                log.warning("access keys not reloaded from the database: %r", exc)
+
+        with contextlib.suppress(RuntimeError):  # no loop: a lookup outside the server
+            self._refreshing = asyncio.get_running_loop().create_task(refresh())
+
     async def close(self) -> None:
+        for task in (self.user_keys_task, self._refreshing):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         if self.janitor_task is not None:
             self.janitor_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -225,6 +280,14 @@ def create_app(settings: Settings | None = None) -> Starlette:
         runtime.janitor_task = asyncio.create_task(
             runtime.janitor().run_forever(settings.janitor_interval)
         )
+        if runtime.master_key is not None:
+            await runtime.load_user_keys(credentials)
+            runtime.user_keys_task = asyncio.create_task(
+                runtime.refresh_user_keys(credentials, USER_KEYS_REFRESH)
+            )
+            credentials.set_miss_hook(lambda: runtime.request_user_keys_refresh(credentials))
+        else:
+            log.info("S3COMPAT_MASTER_KEY is not set: users kept in the database are not loaded")
         try:
             yield
         finally:

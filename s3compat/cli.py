@@ -1,4 +1,4 @@
-"""`s3compat` command line: dev, serve, cleanup."""
+"""`s3compat` command line: dev, serve, cleanup, admin."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from s3compat.settings import Settings
 
 if TYPE_CHECKING:
+    from s3compat.metadata.keycrypt import MasterKey
     from s3compat.service.janitor import JanitorReport
 
 
@@ -89,24 +90,44 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         help="seconds between passes without --once (default $S3COMPAT_JANITOR_INTERVAL or 30)",
     )
+
+    admin = sub.add_parser("admin", help="manage users and their access keys")
+    admin_sub = admin.add_subparsers(dest="admin_command", required=True)
+    user = admin_sub.add_parser("user", help="users kept in the database")
+    user_sub = user.add_subparsers(dest="user_command", required=True)
+    user_add = user_sub.add_parser(
+        "add", help="create a user and a key pair; prints the secret key once"
+    )
+    user_add.add_argument("name")
+    user_list = user_sub.add_parser("list", help="users and their access keys (no secrets)")
+    user_remove = user_sub.add_parser(
+        "remove", help="delete a user and its access keys (refused while it owns buckets)"
+    )
+    user_remove.add_argument("name")
+    for p in (user_add, user_list, user_remove):
+        p.add_argument(
+            "--data-dir",
+            type=Path,
+            help="data directory of a running `s3compat dev` cluster (its cluster.json and "
+            "master-key are read); default $DATABASE_URL and $S3COMPAT_MASTER_KEY",
+        )
     return parser
 
 
-def _dev_database_url(data_dir: Path) -> str:
+def _dev_database_url(data_dir: Path, prog: str = "s3compat cleanup") -> str:
     """The database of the dev cluster running in `data_dir`, from its cluster.json."""
     path = data_dir / "cluster.json"
     try:
         info = json.loads(path.read_text())
     except FileNotFoundError:
         raise SystemExit(
-            f"s3compat cleanup: {path} does not exist; is `s3compat dev --data-dir "
-            f"{data_dir}` running?"
+            f"{prog}: {path} does not exist; is `s3compat dev --data-dir {data_dir}` running?"
         ) from None
     except (OSError, ValueError) as exc:
-        raise SystemExit(f"s3compat cleanup: cannot read {path}: {exc}") from None
+        raise SystemExit(f"{prog}: cannot read {path}: {exc}") from None
     url = info.get("database_url") if isinstance(info, dict) else None
     if not isinstance(url, str) or not url:
-        raise SystemExit(f"s3compat cleanup: {path} names no database_url")
+        raise SystemExit(f"{prog}: {path} names no database_url")
     return url
 
 
@@ -162,6 +183,79 @@ def _cleanup(args: argparse.Namespace) -> int:
         print(f"s3compat cleanup: failed: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
     return 0
+
+
+def _admin_user(args: argparse.Namespace) -> int:
+    """`admin user add|list|remove`: straight to the database (the schema is applied
+    first); gateways pick the change up within seconds, without a restart."""
+    prog = f"s3compat admin user {args.user_command}"
+    settings = Settings.from_env()
+    url, master_text = settings.database_url, settings.master_key
+    if args.data_dir is not None:
+        url = _dev_database_url(args.data_dir, prog)
+        key_path = args.data_dir / "master-key"
+        try:
+            master_text = key_path.read_text().strip()
+        except OSError as exc:
+            print(f"{prog}: cannot read {key_path}: {exc}", file=sys.stderr)
+            return 2
+    if not url:
+        print(f"{prog}: DATABASE_URL is not set (or give --data-dir)", file=sys.stderr)
+        return 2
+    master = None
+    if args.user_command == "add":
+        from s3compat.metadata.keycrypt import KeyCryptError, MasterKey
+
+        if not master_text:
+            print(f"{prog}: S3COMPAT_MASTER_KEY is not set (or give --data-dir)", file=sys.stderr)
+            return 2
+        try:
+            master = MasterKey(master_text)
+        except KeyCryptError as exc:
+            print(f"{prog}: S3COMPAT_MASTER_KEY: {exc}", file=sys.stderr)
+            return 2
+    from s3compat.metadata.users import UserError
+
+    try:
+        lines = asyncio.run(_run_admin_user(url, master, args))
+    except UserError as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return 1
+    except Exception as exc:
+        print(f"{prog}: failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    if lines:
+        print("\n".join(lines), flush=True)
+    return 0
+
+
+async def _run_admin_user(
+    url: str, master: MasterKey | None, args: argparse.Namespace
+) -> list[str]:
+    import asyncpg
+
+    from s3compat.metadata import users
+    from s3compat.metadata.migrate import migrate
+
+    conn = await asyncpg.connect(url)
+    try:
+        await migrate(conn)
+        if args.user_command == "add":
+            assert master is not None
+            pair = await users.add_user(conn, master, args.name)
+            return [
+                f"access key: {pair.access_key}",
+                f"secret key: {pair.secret_key}",
+            ]
+        if args.user_command == "list":
+            return [
+                f"{u.name}: {', '.join(u.access_keys) if u.access_keys else '(no access keys)'}"
+                for u in await users.list_users(conn)
+            ]
+        await users.remove_user(conn, args.name)
+        return [f"removed user {args.name}"]
+    finally:
+        await conn.close()
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -236,6 +330,8 @@ def main(argv: list[str] | None = None) -> int:
         return _serve(args)
     if args.command == "cleanup":
         return _cleanup(args)
+    if args.command == "admin":
+        return _admin_user(args)
     return 2
 
 

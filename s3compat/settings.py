@@ -22,6 +22,8 @@ ENV_VARS = {
     "S3COMPAT_SECRET_KEY": "secret key of the default user",
     "S3COMPAT_USER": "name of the default user (bucket owner), default 'admin'",
     "S3COMPAT_CREDENTIALS_FILE": "TOML file of [[users]] name/access_key/secret_key",
+    "S3COMPAT_MASTER_KEY": "base64 of 32 random bytes: the AES-256-GCM key that encrypts the "
+    "secret keys of users kept in the database (`s3compat admin user`)",
     "S3COMPAT_REGION": "region reported to clients, default us-east-1",
     "S3COMPAT_DOMAIN": "domain for virtual-host-style requests (bucket.<domain>)",
     "S3COMPAT_HOST": "address the gateway binds, default 127.0.0.1",
@@ -72,6 +74,7 @@ class Settings:
     secret_key: str | None = field(default=None, repr=False)
     user: str = "admin"
     credentials_file: str | None = None
+    master_key: str | None = field(default=None, repr=False)
     region: str = "us-east-1"
     virtual_host_domain: str | None = None
     host: str = "127.0.0.1"
@@ -111,6 +114,7 @@ class Settings:
         take("S3COMPAT_SECRET_KEY", "secret_key")
         take("S3COMPAT_USER", "user")
         take("S3COMPAT_CREDENTIALS_FILE", "credentials_file")
+        take("S3COMPAT_MASTER_KEY", "master_key")
         take("S3COMPAT_REGION", "region")
         take("S3COMPAT_DOMAIN", "virtual_host_domain")
         take("S3COMPAT_HOST", "host")
@@ -174,6 +178,7 @@ class Settings:
             "S3COMPAT_ACCESS_KEY": self.access_key,
             "S3COMPAT_SECRET_KEY": self.secret_key,
             "S3COMPAT_CREDENTIALS_FILE": self.credentials_file,
+            "S3COMPAT_MASTER_KEY": self.master_key,
             "S3COMPAT_DOMAIN": self.virtual_host_domain,
             "S3COMPAT_TLS_CERT": self.tls_cert,
             "S3COMPAT_TLS_KEY": self.tls_key,

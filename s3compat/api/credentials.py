@@ -10,6 +10,12 @@ Keys come from a single pair given on the command line / environment, and/or a T
 The file is re-read when it changes (checked at most once per second, on lookup), so keys
 can be added or revoked without a restart. A file that fails to parse on reload is ignored
 (the previous keys stay in force) rather than locking everybody out.
+
+A third source is the database (`s3compat admin user …`). This module never reads it: the
+composition root loads and decrypts those keys and hands them over whole with
+`replace_db_entries`, periodically; `set_miss_hook` lets a lookup of an unknown key ask for
+an early reload (at most once per second). A database key never overrides one given
+directly or in the file.
 """
 
 from __future__ import annotations
@@ -62,6 +68,9 @@ class CredentialStore:
         self._clock = clock
         self._lock = threading.Lock()
         self._file_entries: dict[str, _Entry] = {}
+        self._db_entries: dict[str, _Entry] = {}
+        self._miss_hook: Callable[[], None] | None = None
+        self._next_miss_call = float("-inf")
         self._file_stamp: tuple[int, int, int] | None = None
         self._next_check = float("-inf")
         if self._path is not None:
@@ -97,6 +106,27 @@ class CredentialStore:
         source = f", path={str(self._path)!r}" if self._path is not None else ""
         return f"CredentialStore(access_keys=[{keys}]{source})"
 
+    def replace_db_entries(self, entries: Mapping[str, tuple[str, str]]) -> None:
+        """Replace every database key with `entries` ({access key: (user, secret)})."""
+        db: dict[str, _Entry] = {}
+        for access_key, (user, secret) in entries.items():
+            try:
+                _check_pair(user, access_key, secret, "database")
+            except CredentialsError as exc:
+                log.warning("database key skipped: %s", exc)
+                continue
+            db[access_key] = _Entry(user, secret)
+        with self._lock:
+            if db == self._db_entries:
+                return
+            self._db_entries = db
+            self._entries = self._merge(self._file_entries)
+
+    def set_miss_hook(self, hook: Callable[[], None] | None) -> None:
+        """`hook()` is called (at most once per second) when a lookup finds no key, so the
+        caller can reload the database keys early. It must not block."""
+        self._miss_hook = hook
+
     def reload(self) -> bool:
         """Re-read the file now if it changed; True when the key set was replaced."""
         with self._lock:
@@ -106,7 +136,16 @@ class CredentialStore:
 
     def _lookup(self, access_key: str) -> _Entry | None:
         self._maybe_reload()
-        return self._entries.get(access_key)
+        entry = self._entries.get(access_key)
+        if entry is None and self._miss_hook is not None:
+            now = self._clock()
+            if now >= self._next_miss_call:
+                self._next_miss_call = now + _RECHECK_SECONDS
+                try:
+                    self._miss_hook()
+                except Exception:
+                    log.exception("credentials miss hook failed")
+        return entry
 
     def _maybe_reload(self) -> None:
         if self._path is None or self._clock() < self._next_check:
@@ -151,9 +190,12 @@ class CredentialStore:
         return stamp, _parse_users(document, str(self._path))
 
     def _merge(self, file_entries: Mapping[str, _Entry]) -> dict[str, _Entry]:
-        merged = dict(file_entries)
+        merged = dict(self._db_entries)
+        for access_key in file_entries.keys() & self._db_entries.keys():
+            log.warning("access key %s is in the database and the file: the file wins", access_key)
+        merged.update(file_entries)
         for access_key, entry in self._static.items():
-            other = merged.get(access_key)
+            other = file_entries.get(access_key)
             if other is not None and other != entry:
                 raise CredentialsError(
                     f"access key {access_key} is defined both directly and in the file, "

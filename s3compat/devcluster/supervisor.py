@@ -11,6 +11,8 @@ private CA the supervisor keeps under `DIR/tls/` (see `tls.py`); it prints the C
 The nodes accept only calls carrying the cluster's token, and report its cluster id: both
 are made on first start and kept in the data dir (`node-token`, mode 0600, and
 `cluster-id`). Nodes read the token from that file, the gateway from its environment.
+The master key that encrypts database users' secrets is made the same way (`master-key`,
+0600) and reaches the gateway as S3COMPAT_MASTER_KEY.
 
 A node or the gateway that dies is restarted on the port it had, so the node addresses the
 gateway registered (and its clients' endpoint) stay right; cluster.json gets the new pids.
@@ -86,6 +88,7 @@ def dev_credentials(
 
 NODE_TOKEN_FILE = "node-token"
 CLUSTER_ID_FILE = "cluster-id"
+MASTER_KEY_FILE = "master-key"
 
 
 def _read_or_create(path: Path, make: str) -> str:
@@ -109,6 +112,15 @@ def dev_node_secrets(data_dir: Path) -> tuple[str, str]:
     token = _read_or_create(data_dir / NODE_TOKEN_FILE, secrets.token_urlsafe(32))
     cluster_id = _read_or_create(data_dir / CLUSTER_ID_FILE, f"dev-{secrets.token_hex(8)}")
     return token, cluster_id
+
+
+def dev_master_key(data_dir: Path) -> str:
+    """The key that encrypts the secrets of users kept in the database (`s3compat admin
+    user`): generated on first start, kept in `DIR/master-key` (0600), handed to the
+    gateway in its environment (S3COMPAT_MASTER_KEY), never written into cluster.json."""
+    from s3compat.metadata.keycrypt import generate_master_key
+
+    return _read_or_create(data_dir / MASTER_KEY_FILE, generate_master_key())
 
 
 class Supervisor:
@@ -229,6 +241,7 @@ class Supervisor:
         self.logs.mkdir(parents=True, exist_ok=True)
         access, secret = dev_credentials(self.data, self.opts.access_key, self.opts.secret_key)
         node_token, self.cluster_id = dev_node_secrets(self.data)
+        master_key = dev_master_key(self.data)
         if self.opts.tls:
             self._prepare_tls()
         database_url = os.environ.get("DATABASE_URL", "")
@@ -248,6 +261,7 @@ class Supervisor:
             user=DEV_USER,
             node_token=node_token,
             cluster_id=self.cluster_id,
+            master_key=master_key,
         )
         if self.tls is not None:
             settings = settings.with_(tls_cert=str(self.tls.cert), tls_key=str(self.tls.key))

@@ -256,3 +256,31 @@ RETURNING name
 """
 # $1 name -> the rules, or no row if the bucket does not exist
 GET_BUCKET_LIFECYCLE = "SELECT lifecycle FROM buckets WHERE name = $1"
+
+# --- users and access keys ------------------------------------------------------------
+
+# $1 name -> row if created
+INSERT_USER = """
+INSERT INTO users (name) VALUES ($1) ON CONFLICT (name) DO NOTHING RETURNING name
+"""
+# $1 access_key, $2 user_name, $3 secret_enc
+INSERT_ACCESS_KEY = """
+INSERT INTO access_keys (access_key, user_name, secret_enc) VALUES ($1, $2, $3)
+"""
+# -> every user with its access keys (an empty array for none)
+LIST_USERS = """
+SELECT u.name, u.created_at,
+       coalesce(array_agg(k.access_key ORDER BY k.access_key)
+                FILTER (WHERE k.access_key IS NOT NULL), '{}') AS access_keys
+FROM users u LEFT JOIN access_keys k ON k.user_name = u.name
+GROUP BY u.name, u.created_at
+ORDER BY u.name
+"""
+# $1 name -> row if the user exists; locks it against a concurrent add of a key
+LOCK_USER = "SELECT name FROM users WHERE name = $1 FOR UPDATE"
+# $1 owner -> bucket names
+BUCKETS_OF_OWNER = "SELECT name FROM buckets WHERE owner = $1 ORDER BY name"
+# $1 name (its access keys go with it: ON DELETE CASCADE)
+DELETE_USER = "DELETE FROM users WHERE name = $1"
+# -> every stored key, still encrypted
+ALL_ACCESS_KEYS = "SELECT access_key, user_name, secret_enc FROM access_keys"

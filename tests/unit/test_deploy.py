@@ -44,6 +44,7 @@ SECRETS = (
     "S3COMPAT_ACCESS_KEY",
     "S3COMPAT_SECRET_KEY",
     "S3COMPAT_NODE_TOKEN",
+    "S3COMPAT_MASTER_KEY",
     # Not a secret, but with a default two deployments would share one cluster id.
     "S3COMPAT_CLUSTER_ID",
 )
@@ -53,6 +54,7 @@ OPERATOR_ENV = {
     "S3COMPAT_ACCESS_KEY": "AKIDDEPLOYTEST",
     "S3COMPAT_SECRET_KEY": "deploy-test-secret",
     "S3COMPAT_NODE_TOKEN": "deploy-test-node-token",
+    "S3COMPAT_MASTER_KEY": "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
     "S3COMPAT_CLUSTER_ID": "deploy-test-cluster",
 }
 # Files the installed package loads at run time (importlib.resources), relative to the
@@ -284,6 +286,7 @@ def check_gateway_environment(doc: Doc, dockerfile: str) -> None:
         "S3COMPAT_SECRET_KEY",
         "S3COMPAT_NODE_TOKEN",
         "S3COMPAT_CLUSTER_ID",
+        "S3COMPAT_MASTER_KEY",
     }
     assert required <= set(env), f"the gateway lacks {sorted(required - set(env))}"
     try:
