@@ -57,6 +57,9 @@ HANDLERS: dict[Op, Handler] = {
     Op.LIST_MULTIPART_UPLOADS: multipart.list_multipart_uploads,
 }
 
+# S3 refuses request header sections over 8 KiB; user metadata has its own 2 KB limit.
+MAX_HEADER_BYTES = 8 * 1024
+
 HealthCheck = Callable[[], Awaitable[tuple[bool, dict[str, object]]]]
 
 
@@ -140,6 +143,8 @@ class Gateway:
     async def _s3(
         self, request: Request, raw_path: str, raw_query: str, request_id: str
     ) -> Response:
+        if sum(len(k) + len(v) + 4 for k, v in request.headers.raw) > MAX_HEADER_BYTES:
+            raise errors.RequestHeaderSectionTooLarge(MaxSizeAllowed=str(MAX_HEADER_BYTES))
         headers = [
             (k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in request.headers.raw
         ]

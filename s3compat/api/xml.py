@@ -6,6 +6,7 @@ nested documents, so XXE and "billion laughs" bodies are rejected as MalformedXM
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from urllib.parse import quote
@@ -90,9 +91,20 @@ def _root(name: str) -> etree._Element:
 # --- documents ------------------------------------------------------------------------
 
 
+# What XML 1.0 cannot carry. An error may echo a key or parameter holding such a character
+# (the request is refused for it); it is written as %XX instead of making lxml fail.
+_NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def _xml_safe(text: str) -> str:
+    return _NOT_XML.sub(lambda m: f"%{ord(m.group()):02X}", text)
+
+
 def error_document(
     code: str, message: str, resource: str, request_id: str, extra: dict[str, str]
 ) -> bytes:
+    message, resource = _xml_safe(message), _xml_safe(resource)
+    extra = {k: _xml_safe(str(v)) for k, v in extra.items()}
     root = etree.Element("Error")
     _sub(root, "Code", code)
     _sub(root, "Message", message)

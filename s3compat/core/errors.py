@@ -232,3 +232,8 @@ class MalformedTrailerError(S3Error):
         "The request contained trailing data that was not well-formed or did not conform "
         "to our published schema."
     )
+
+
+class RequestHeaderSectionTooLarge(S3Error):
+    code, status = "RequestHeaderSectionTooLarge", 400
+    default_message = "Your request header section exceeds the maximum allowed size."

@@ -48,7 +48,8 @@ def parse_upload_id(value: str) -> uuid.UUID:
 def parse_part_number(value: str | None) -> int:
     # int() would also take " 1", "+1", "1_0" and non-ASCII digits; S3 takes none of them.
     text = value or ""
-    number = int(text) if text.isascii() and text.isdigit() else 0
+    ok = text.isascii() and text.isdigit() and len(text) <= 5
+    number = int(text) if ok else 0
     if not 1 <= number <= MAX_PART_NUMBER:
         raise errors.InvalidArgument(
             "Part number must be an integer between 1 and 10000, inclusive",
