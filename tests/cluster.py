@@ -174,6 +174,15 @@ class Cluster:
 
         return asyncio.run(run())
 
+    def settled(self) -> bool:
+        """Nothing in flight, nothing left over: the chunk files on disk are exactly those
+        committed metadata references, no blob is uncommitted and no node has a temp file."""
+        on_disk = {n: ids for n, ids in self.chunk_files().items() if ids}
+        referenced = {n: ids for n, ids in self.referenced_chunks().items() if ids}
+        pending = self.sql("SELECT 1 FROM blobs WHERE state <> 'committed'")
+        temp = list((self.data_dir / "nodes").glob("*/tmp/*"))
+        return on_disk == referenced and not pending and not temp
+
     def referenced_chunks(self) -> dict[str, set[str]]:
         """Chunk ids that committed metadata references, per node."""
         rows = self.sql(
@@ -188,11 +197,16 @@ class Cluster:
     # --- clients --------------------------------------------------------------------
 
     def client(
-        self, *, access_key: str | None = None, secret_key: str | None = None, **config: Any
+        self,
+        *,
+        access_key: str | None = None,
+        secret_key: str | None = None,
+        endpoint: str | None = None,
+        **config: Any,
     ) -> Any:
         return boto3.client(
             "s3",
-            endpoint_url=self.endpoint,
+            endpoint_url=endpoint or self.endpoint,
             aws_access_key_id=access_key or self.access_key,
             aws_secret_access_key=secret_key or self.secret_key,
             region_name="us-east-1",
@@ -403,6 +417,10 @@ class ExtraGateway:
                 pass
             time.sleep(0.1)
         raise RuntimeError("extra gateway did not become healthy")
+
+    def client(self, **config: Any) -> Any:
+        """boto3 for this gateway, with the cluster's credentials (and CA, over HTTPS)."""
+        return self.cluster.client(endpoint=self.endpoint, **config)
 
     def kill(self) -> None:
         """SIGKILL: no shutdown code runs, as when a machine dies."""

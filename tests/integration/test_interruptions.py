@@ -39,14 +39,6 @@ def _temp_files(cluster: Cluster) -> list[Path]:
     return list((cluster.data_dir / "nodes").glob("*/tmp/*"))
 
 
-def _settled(cluster: Cluster) -> bool:
-    """Nothing in flight, nothing left over: disk == committed metadata."""
-    on_disk = {n: ids for n, ids in cluster.chunk_files().items() if ids}
-    referenced = {n: ids for n, ids in cluster.referenced_chunks().items() if ids}
-    pending = cluster.sql("SELECT count(*) AS n FROM blobs WHERE state <> 'committed'")[0]["n"]
-    return on_disk == referenced and pending == 0 and not _temp_files(cluster)
-
-
 def _start_put(endpoint: str, cluster: Cluster, path: str, length: int, send: int) -> socket.socket:
     """A signed PUT whose client sends `send` of `length` bytes and then stalls."""
     url = endpoint + path
@@ -84,7 +76,7 @@ def test_gateway_killed_mid_put(quick: Cluster) -> None:
     with pytest.raises(s3.exceptions.NoSuchKey):
         s3.get_object(Bucket="killed-gateway", Key="partial")
     # The surviving gateway's janitor notices the stale heartbeat and collects everything.
-    assert wait_for(lambda: _settled(quick), timeout=60), (
+    assert wait_for(lambda: quick.settled(), timeout=60), (
         quick.chunk_files(),
         quick.referenced_chunks(),
         _temp_files(quick),
@@ -108,7 +100,7 @@ def test_client_killed_mid_upload_part(quick: Cluster) -> None:
     )
     assert wait_for(lambda: quick.sql("SELECT 1 FROM blobs WHERE state = 'writing'"))
     sock.close()  # the client dies
-    assert wait_for(lambda: _settled(quick), timeout=60)
+    assert wait_for(lambda: quick.settled(), timeout=60)
     parts = s3.list_parts(Bucket="killed-client", Key="big", UploadId=upload)["Parts"]
     assert [(p["PartNumber"], p["ETag"]) for p in parts] == [(1, done["ETag"])]
     # The upload carries on as if nothing happened.
@@ -128,7 +120,7 @@ def test_client_killed_mid_upload_part(quick: Cluster) -> None:
     )
     body = s3.get_object(Bucket="killed-client", Key="big")["Body"].read()
     assert body == b"1" * (5 * MiB) + b"2" * 10
-    assert wait_for(lambda: _settled(quick))
+    assert wait_for(lambda: quick.settled())
 
 
 def test_deletion_on_a_down_node_is_retried(quick: Cluster) -> None:
@@ -164,7 +156,7 @@ def test_deletion_on_a_down_node_is_retried(quick: Cluster) -> None:
     # Once the node answers again the janitor's retry removes the last chunk and the blob.
     assert wait_for(lambda: victim_chunk not in quick.chunk_files()[victim], timeout=60)
     assert wait_for(lambda: not quick.sql("SELECT 1 FROM blobs WHERE blob_id = $1", blob))
-    assert wait_for(lambda: _settled(quick))
+    assert wait_for(lambda: quick.settled())
 
 
 def test_silent_body_gets_request_timeout(quick: Cluster) -> None:
@@ -192,4 +184,4 @@ def test_silent_body_gets_request_timeout(quick: Cluster) -> None:
     assert b"<Code>RequestTimeout</Code>" in rest
     with pytest.raises(s3.exceptions.NoSuchKey):
         s3.get_object(Bucket="slow-client", Key="slow")
-    assert wait_for(lambda: _settled(quick), timeout=60)
+    assert wait_for(lambda: quick.settled(), timeout=60)
