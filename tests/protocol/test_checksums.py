@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import io
 import os
 import zlib
 from typing import Any
@@ -216,3 +217,46 @@ def test_boto3_upload_file_default_checksums(s3: Any, bucket: str, tmp_path: Any
     if crc is not None and "-" not in crc:
         # A FULL_OBJECT CRC32 is the CRC of the whole object.
         assert crc == base64.b64encode(zlib.crc32(data).to_bytes(4, "big")).decode()
+
+
+class _NonSeekable(io.RawIOBase):
+    def __init__(self, data: bytes) -> None:
+        self._data = io.BytesIO(data)
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        chunk = self._data.read(len(buffer))
+        buffer[: len(chunk)] = chunk
+        return len(chunk)
+
+
+@pytest.mark.parametrize("mode", ["when_supported", "when_required"])
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+def test_checksum_matrix_over_http(
+    cluster: Cluster, bucket: str, tmp_path: Any, algorithm: str, mode: str
+) -> None:
+    """PutObject, upload_file (multipart) and a non-seekable upload_fileobj, plain HTTP."""
+    from boto3.s3.transfer import TransferConfig
+
+    s3 = cluster.client(request_checksum_calculation=mode)
+    data = os.urandom(11 * 1024 * 1024 + 9)
+    config = TransferConfig(multipart_threshold=5 << 20, multipart_chunksize=5 << 20)
+    s3.put_object(Bucket=bucket, Key="put", Body=data, ChecksumAlgorithm=algorithm)
+    path = tmp_path / "file"
+    path.write_bytes(data)
+    s3.upload_file(
+        str(path), bucket, "file", ExtraArgs={"ChecksumAlgorithm": algorithm}, Config=config
+    )
+    s3.upload_fileobj(
+        _NonSeekable(data),
+        bucket,
+        "stream",
+        ExtraArgs={"ChecksumAlgorithm": algorithm},
+        Config=config,
+    )
+    want = hashlib.sha256(data).digest()
+    for key in ("put", "file", "stream"):
+        got = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+        assert hashlib.sha256(got).digest() == want, key
