@@ -270,3 +270,23 @@ def test_sigv2_presigned_put_tampered(cluster: Cluster, s3: Any, bucket: str) ->
     assert status == 403 and b"<Code>SignatureDoesNotMatch</Code>" in body
     assert _fetch(url, "PUT", b"x", {"Content-Type": ""})[0] == 200
     assert s3.get_object(Bucket=bucket, Key="k")["Body"].read() == b"x"
+
+
+def test_malformed_authorization_header(cluster: Cluster, bucket: str) -> None:
+    headers = {
+        "Authorization": "AWS4-HMAC-SHA256 Credential=nonsense",
+        "x-amz-date": "20260101T000000Z",
+        "x-amz-content-sha256": "UNSIGNED-PAYLOAD",
+    }
+    status, _, body = cluster.raw("GET", f"/{bucket}", headers=headers, sign=False)
+    assert status == 400 and b"<Code>AuthorizationHeaderMalformed</Code>" in body
+
+
+def test_malformed_presigned_query(cluster: Cluster, bucket: str) -> None:
+    query = (
+        "X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=AK%2F20260101%2Fus-east-1%2Fs3"
+        "%2Faws4_request&X-Amz-Date=20260101T000000Z&X-Amz-Expires=999999999"
+        "&X-Amz-SignedHeaders=host&X-Amz-Signature=" + "0" * 64
+    )
+    status, _, body = cluster.raw("GET", f"/{bucket}/k?{query}", sign=False)
+    assert status == 400 and b"<Code>AuthorizationQueryParametersError</Code>" in body
