@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -95,3 +96,17 @@ def test_other_users_bucket(cluster: Cluster, s3: Any, bucket: str) -> None:
     with pytest.raises(ClientError) as exc:
         other.list_objects_v2(Bucket=bucket)
     assert _code(exc) == ("AccessDenied", 403)
+
+
+def test_recreating_own_bucket_outside_us_east_1(tmp_path: Path) -> None:
+    """Only us-east-1 answers 200 to re-creating your own bucket; other regions say
+    BucketAlreadyOwnedByYou (409)."""
+    regional = Cluster(tmp_path / "data", env={"S3COMPAT_REGION": "eu-west-1"}).start()
+    try:
+        s3 = regional.client()
+        s3.create_bucket(Bucket="mine")
+        with pytest.raises(ClientError) as exc:
+            s3.create_bucket(Bucket="mine")
+        assert _code(exc) == ("BucketAlreadyOwnedByYou", 409)
+    finally:
+        regional.stop()

@@ -260,3 +260,21 @@ def test_checksum_matrix_over_http(
     for key in ("put", "file", "stream"):
         got = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
         assert hashlib.sha256(got).digest() == want, key
+
+
+def test_aws_chunked_malformed_trailer(cluster: Cluster, bucket: str) -> None:
+    data = b"z" * 3000
+    body = f"{len(data):x}\r\n".encode() + data + b"\r\n0\r\nnot a trailer line\r\n\r\n"
+    status, _, reply = cluster.raw(
+        "PUT",
+        f"/{bucket}/trailer",
+        body=body,
+        headers={
+            "Content-Encoding": "aws-chunked",
+            "x-amz-decoded-content-length": str(len(data)),
+            "x-amz-trailer": "x-amz-checksum-crc32",
+        },
+        payload_hash="STREAMING-UNSIGNED-PAYLOAD-TRAILER",
+    )
+    assert status == 400 and b"<Code>MalformedTrailerError</Code>" in reply
+    assert cluster.raw("HEAD", f"/{bucket}/trailer")[0] == 404
