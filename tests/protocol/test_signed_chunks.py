@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import os
+import zlib
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
@@ -20,28 +22,41 @@ def _hmac(key: bytes, msg: str) -> bytes:
 
 
 def _signed_upload(
-    cluster: Cluster, path: str, data: bytes, chunk: int, *, tamper: str | None = None
+    cluster: Cluster,
+    path: str,
+    data: bytes,
+    chunk: int,
+    *,
+    tamper: str | None = None,
+    trailer: str | None = None,
 ) -> tuple[int, bytes]:
-    """Sign the request and every chunk (chained from the seed), then send it."""
+    """Sign the request and every chunk (chained from the seed), then send it.
+
+    With `trailer` (a `name:value` line) the upload is STREAMING-…-PAYLOAD-TRAILER and the
+    trailer carries its own signature, chained from the last chunk's."""
+    mode = STREAMING + "-TRAILER" if trailer else STREAMING
     now = datetime.now(UTC)
     amz_date, day = now.strftime("%Y%m%dT%H%M%SZ"), now.strftime("%Y%m%d")
     host = urlsplit(cluster.endpoint).netloc
     scope = f"{day}/us-east-1/s3/aws4_request"
     chunks = [data[i : i + chunk] for i in range(0, len(data), chunk)] + [b""]
     body_len = sum(len(f"{len(c):x};chunk-signature=") + 64 + 2 + len(c) + 2 for c in chunks)
+    if trailer:  # the final chunk has no data CRLF; the trailer and its signature follow
+        body_len += -2 + len(trailer) + 2 + len("x-amz-trailer-signature:") + 64 + 2 + 2
     if tamper == "truncate":  # the framing promises more than the (signed) length carries
         body_len //= 2
     headers = {
+        **({"x-amz-trailer": trailer.split(":", 1)[0]} if trailer else {}),
         "content-encoding": "aws-chunked",
         "content-length": str(body_len),
         "host": host,
-        "x-amz-content-sha256": STREAMING,
+        "x-amz-content-sha256": mode,
         "x-amz-date": amz_date,
         "x-amz-decoded-content-length": str(len(data)),
     }
     signed = ";".join(sorted(headers))
     canonical = "\n".join(
-        ["PUT", path, "", *(f"{k}:{headers[k]}" for k in sorted(headers)), "", signed, STREAMING]
+        ["PUT", path, "", *(f"{k}:{headers[k]}" for k in sorted(headers)), "", signed, mode]
     )
     to_sign = "\n".join(
         ["AWS4-HMAC-SHA256", amz_date, scope, hashlib.sha256(canonical.encode()).hexdigest()]
@@ -73,7 +88,23 @@ def _signed_upload(
         signature = previous
         if tamper == "signature" and i == 0:
             signature = "0" * 64
-        body += f"{len(sent):x};chunk-signature={signature}\r\n".encode() + sent + b"\r\n"
+        body += f"{len(sent):x};chunk-signature={signature}\r\n".encode() + sent
+        body += b"" if (trailer and not piece) else b"\r\n"
+    if trailer:
+        text = trailer + "\n"
+        string = "\n".join(
+            [
+                "AWS4-HMAC-SHA256-TRAILER",
+                amz_date,
+                scope,
+                previous,
+                hashlib.sha256(text.encode()).hexdigest(),
+            ]
+        )
+        trailer_sig = hmac.new(key, string.encode(), hashlib.sha256).hexdigest()
+        if tamper == "trailer":
+            trailer_sig = "f" * 64
+        body += f"{trailer}\r\nx-amz-trailer-signature:{trailer_sig}\r\n\r\n".encode()
     body = body[:body_len]
     conn = cluster.connection()
     try:
@@ -114,3 +145,25 @@ def test_truncated_signed_body_stores_nothing(cluster: Cluster, bucket: str) -> 
     status, body = _signed_upload(cluster, f"/{bucket}/t", b"y" * 5000, 1024, tamper="truncate")
     assert status == 400 and b"IncompleteBody" in body
     assert cluster.raw("HEAD", f"/{bucket}/t")[0] == 404
+
+
+def test_signed_chunks_with_signed_trailer(cluster: Cluster, s3: Any, bucket: str) -> None:
+    data = os.urandom(100 * 1024 + 3)
+    crc = base64.b64encode(zlib.crc32(data).to_bytes(4, "big")).decode()
+    status, body = _signed_upload(
+        cluster, f"/{bucket}/trailed", data, 64 * 1024, trailer=f"x-amz-checksum-crc32:{crc}"
+    )
+    assert status == 200, body
+    got = s3.get_object(Bucket=bucket, Key="trailed", ChecksumMode="ENABLED")
+    assert got["ChecksumCRC32"] == crc
+    assert got["Body"].read() == data
+    status, body = _signed_upload(
+        cluster,
+        f"/{bucket}/bad-trailer",
+        data,
+        64 * 1024,
+        trailer=f"x-amz-checksum-crc32:{crc}",
+        tamper="trailer",
+    )
+    assert status == 403 and b"SignatureDoesNotMatch" in body
+    assert cluster.raw("HEAD", f"/{bucket}/bad-trailer")[0] == 404
