@@ -25,7 +25,7 @@ from s3compat.api import sigv4
 from s3compat.api.context import ClientGone, RequestContext, Services
 from s3compat.api.credentials import CredentialStore
 from s3compat.api.errors import as_s3_error, render_error
-from s3compat.api.handlers import buckets, lifecycle, listing, multipart, objects
+from s3compat.api.handlers import buckets, lifecycle, listing, multipart, objects, probes
 from s3compat.api.routing import Op, route
 from s3compat.core import errors
 
@@ -48,6 +48,11 @@ HANDLERS: dict[Op, Handler] = {
     Op.GET_OBJECT: objects.get_object,
     Op.HEAD_OBJECT: objects.head_object,
     Op.DELETE_OBJECT: objects.delete_object,
+    Op.GET_BUCKET_VERSIONING: probes.get_bucket_versioning,
+    Op.GET_BUCKET_TAGGING: probes.get_bucket_tagging,
+    Op.GET_BUCKET_ACL: probes.get_bucket_acl,
+    Op.GET_OBJECT_TAGGING: probes.get_object_tagging,
+    Op.GET_OBJECT_ACL: probes.get_object_acl,
     Op.CREATE_MULTIPART_UPLOAD: multipart.create_multipart_upload,
     Op.UPLOAD_PART: multipart.upload_part,
     Op.UPLOAD_PART_COPY: multipart.upload_part_copy,

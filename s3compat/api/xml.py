@@ -509,3 +509,34 @@ def lifecycle_configuration(config: Lifecycle) -> bytes:
         action = _sub(el, "AbortIncompleteMultipartUpload")
         _sub(action, "DaysAfterInitiation", str(rule.days))
     return _doc(root)
+
+
+# --- the small read-only operations clients probe -------------------------------------
+
+
+def versioning_configuration() -> bytes:
+    """An unversioned bucket: an empty VersioningConfiguration, as S3 answers."""
+    return _doc(_root("VersioningConfiguration"))
+
+
+def empty_tagging() -> bytes:
+    root = _root("Tagging")
+    _sub(root, "TagSet")
+    return _doc(root)
+
+
+def owner_full_control_acl(owner: str) -> bytes:
+    root = _root("AccessControlPolicy")
+    own = _sub(root, "Owner")
+    _sub(own, "ID", owner)
+    _sub(own, "DisplayName", owner)
+    grants = _sub(root, "AccessControlList")
+    grant = _sub(grants, "Grant")
+    grantee = etree.SubElement(
+        grant, "Grantee", nsmap={"xsi": "http://www.w3.org/2001/XMLSchema-instance"}
+    )
+    grantee.set("{http://www.w3.org/2001/XMLSchema-instance}type", "CanonicalUser")
+    _sub(grantee, "ID", owner)
+    _sub(grantee, "DisplayName", owner)
+    _sub(grant, "Permission", "FULL_CONTROL")
+    return _doc(root)

@@ -30,6 +30,12 @@ async def put_object(ctx: RequestContext) -> Response:
 
 def _span(ctx: RequestContext, record: ObjectRecord) -> tuple[int, tuple[int, int] | None]:
     """(status, (first, last) or None for the whole object) from Range or partNumber."""
+    version = ctx.route.query.get("versionId")
+    if version is not None and version != "null":
+        # Buckets are unversioned: "null" is the only version there is (rclone asks for it).
+        raise errors.InvalidArgument(
+            "Invalid version id specified", ArgumentName="versionId", ArgumentValue=version
+        )
     number = ctx.route.query.get("partNumber")
     if number is None:
         span = h.parse_range(ctx.header("range"), record.size)
