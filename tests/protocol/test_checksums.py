@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import io
 import os
 import zlib
 from typing import Any
@@ -13,7 +12,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from s3compat.core import checksums
-from tests.cluster import Cluster
+from tests.cluster import Cluster, NonSeekable
 
 ALGORITHMS = ["CRC32", "CRC32C", "CRC64NVME", "SHA1", "SHA256"]
 
@@ -219,19 +218,6 @@ def test_boto3_upload_file_default_checksums(s3: Any, bucket: str, tmp_path: Any
         assert crc == base64.b64encode(zlib.crc32(data).to_bytes(4, "big")).decode()
 
 
-class _NonSeekable(io.RawIOBase):
-    def __init__(self, data: bytes) -> None:
-        self._data = io.BytesIO(data)
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        chunk = self._data.read(len(buffer))
-        buffer[: len(chunk)] = chunk
-        return len(chunk)
-
-
 @pytest.mark.parametrize("mode", ["when_supported", "when_required"])
 @pytest.mark.parametrize("algorithm", ALGORITHMS)
 def test_checksum_matrix_over_http(
@@ -250,7 +236,7 @@ def test_checksum_matrix_over_http(
         str(path), bucket, "file", ExtraArgs={"ChecksumAlgorithm": algorithm}, Config=config
     )
     s3.upload_fileobj(
-        _NonSeekable(data),
+        NonSeekable(data),
         bucket,
         "stream",
         ExtraArgs={"ChecksumAlgorithm": algorithm},

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import http.client
-import io
 import json
 import os
 import socket
@@ -18,7 +17,6 @@ import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit
 
 import boto3
@@ -27,7 +25,7 @@ from botocore.exceptions import SSLError
 from cryptography import x509
 
 from s3compat.devcluster.tls import ensure_dev_tls
-from tests.cluster import Cluster, ExtraGateway, sign
+from tests.cluster import Cluster, ExtraGateway, NonSeekable, sign
 
 DOMAIN = "s3.localhost"
 
@@ -134,21 +132,6 @@ def test_boto3_defaults_over_https(tls_cluster: Cluster, tls_bucket: str) -> Non
     assert "ContentEncoding" not in got  # aws-chunked is framing, never stored
 
 
-class _NonSeekable(io.RawIOBase):
-    """A stream boto3 cannot rewind or measure, so the body's size is known only at its end."""
-
-    def __init__(self, data: bytes) -> None:
-        self._data = io.BytesIO(data)
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        chunk = self._data.read(len(buffer))
-        buffer[: len(chunk)] = chunk
-        return len(chunk)
-
-
 @pytest.mark.parametrize("algorithm", ["CRC32", "CRC32C", "CRC64NVME", "SHA1", "SHA256"])
 def test_checksum_matrix_over_https(tls_cluster: Cluster, tls_bucket: str, algorithm: str) -> None:
     from boto3.s3.transfer import TransferConfig
@@ -164,7 +147,7 @@ def test_checksum_matrix_over_https(tls_cluster: Cluster, tls_bucket: str, algor
     # upload_fileobj from a non-seekable stream, through multipart (5 MiB parts).
     config = TransferConfig(multipart_threshold=5 << 20, multipart_chunksize=5 << 20)
     s3.upload_fileobj(
-        _NonSeekable(body),
+        NonSeekable(body),
         tls_bucket,
         f"stream-{algorithm}",
         ExtraArgs={"ChecksumAlgorithm": algorithm},
