@@ -11,6 +11,7 @@ from email.utils import format_datetime, parsedate_to_datetime
 from urllib.parse import unquote
 
 from s3compat.core import checksums, errors
+from s3compat.core.conditions import ReadConditions, WriteCondition, check_copy_source
 from s3compat.core.models import ObjectRecord
 
 # Standard headers S3 stores with an object and returns on GET/HEAD (canonical case).
@@ -24,6 +25,44 @@ STORED_HEADERS = (
 META_PREFIX = "x-amz-meta-"
 MAX_USER_META_BYTES = 2048
 DEFAULT_CONTENT_TYPE = "binary/octet-stream"
+
+CANNED_ACLS = frozenset(
+    {
+        "private",
+        "public-read",
+        "public-read-write",
+        "aws-exec-read",
+        "authenticated-read",
+        "bucket-owner-read",
+        "bucket-owner-full-control",
+        "log-delivery-write",
+    }
+)
+STORAGE_CLASSES = frozenset(
+    {
+        "STANDARD",
+        "REDUCED_REDUNDANCY",
+        "STANDARD_IA",
+        "ONEZONE_IA",
+        "INTELLIGENT_TIERING",
+        "GLACIER",
+        "DEEP_ARCHIVE",
+        "OUTPOSTS",
+        "GLACIER_IR",
+        "SNOW",
+        "EXPRESS_ONEZONE",
+    }
+)
+# GET and HEAD query parameters that override a response header (signed requests only,
+# which every request here is).
+RESPONSE_OVERRIDES = {
+    "response-content-type": "Content-Type",
+    "response-content-language": "Content-Language",
+    "response-expires": "Expires",
+    "response-cache-control": "Cache-Control",
+    "response-content-disposition": "Content-Disposition",
+    "response-content-encoding": "Content-Encoding",
+}
 
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 _HUGE = 10**40  # beyond any size or length: stands in for numbers too long for int()
@@ -127,6 +166,57 @@ def object_headers(record: ObjectRecord) -> dict[str, str]:
     return out
 
 
+def check_acl(headers: Mapping[str, str]) -> None:
+    """Objects and buckets are private to their owner: `x-amz-acl: private` says just that
+    and is accepted; any other ACL would promise access nobody enforces, so it is refused
+    (501) rather than ignored."""
+    acl = headers.get("x-amz-acl")
+    if acl is not None:
+        if acl not in CANNED_ACLS:
+            raise errors.InvalidArgument(ArgumentName="x-amz-acl", ArgumentValue=acl)
+        if acl != "private":
+            raise errors.NotImplementedError_(
+                f"The canned ACL {acl} is not implemented; objects are private.",
+                Header="x-amz-acl",
+            )
+    for name in headers:
+        if name.lower().startswith("x-amz-grant-"):
+            raise errors.NotImplementedError_(
+                "ACL grants are not implemented; objects are private.", Header=name
+            )
+
+
+def check_storage_class(headers: Mapping[str, str]) -> None:
+    """STANDARD is the only storage class; others are refused rather than ignored."""
+    value = headers.get("x-amz-storage-class")
+    if value is None:
+        return
+    if value not in STORAGE_CLASSES:
+        raise errors.InvalidStorageClass(StorageClassRequested=value)
+    if value != "STANDARD":
+        raise errors.NotImplementedError_(
+            f"The storage class {value} is not implemented; use STANDARD.",
+            Header="x-amz-storage-class",
+        )
+
+
+def response_overrides(query: Mapping[str, str]) -> dict[str, str]:
+    """The headers a GET or HEAD's response-* query parameters replace."""
+    return {header: query[param] for param, header in RESPONSE_OVERRIDES.items() if param in query}
+
+
+def metadata_directive(headers: Mapping[str, str]) -> bool:
+    """x-amz-metadata-directive: True for REPLACE, False for COPY (the default)."""
+    value = headers.get("x-amz-metadata-directive", "COPY")
+    if value not in ("COPY", "REPLACE"):
+        raise errors.InvalidArgument(
+            "Unknown metadata directive.",
+            ArgumentName="x-amz-metadata-directive",
+            ArgumentValue=value,
+        )
+    return value == "REPLACE"
+
+
 def parse_copy_source(value: str) -> tuple[str, str]:
     """`x-amz-copy-source` → (bucket, key): URL-encoded, with or without a leading slash.
 
@@ -181,37 +271,47 @@ def _http_time(value: str) -> datetime | None:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-def _etag_matches(header: str, etag: str) -> bool:
-    wanted = {t.strip() for t in header.split(",")}
-    return "*" in wanted or etag in wanted or etag.strip('"') in {t.strip('"') for t in wanted}
+def _conditions(headers: Mapping[str, str], prefix: str) -> ReadConditions:
+    def when(name: str) -> datetime | None:
+        value = headers.get(prefix + name)
+        return _http_time(value) if value is not None else None
+
+    return ReadConditions(
+        if_match=headers.get(prefix + "if-match"),
+        if_none_match=headers.get(prefix + "if-none-match"),
+        if_modified_since=when("if-modified-since"),
+        if_unmodified_since=when("if-unmodified-since"),
+    )
+
+
+def read_conditions(headers: Mapping[str, str]) -> ReadConditions:
+    """If-Match, If-None-Match, If-Modified-Since, If-Unmodified-Since of a GET or HEAD.
+    A date that does not parse is ignored, as HTTP says."""
+    return _conditions(headers, "")
+
+
+def copy_source_conditions(headers: Mapping[str, str]) -> ReadConditions:
+    """The x-amz-copy-source-if-* headers of CopyObject and UploadPartCopy."""
+    return _conditions(headers, "x-amz-copy-source-")
 
 
 def check_copy_source_conditions(headers: Mapping[str, str], record: ObjectRecord) -> None:
-    """x-amz-copy-source-if-*: PreconditionFailed (412) when one does not hold.
+    check_copy_source(copy_source_conditions(headers), record)
 
-    As S3 documents: if-match true with if-unmodified-since false still copies, and
-    if-none-match false with if-modified-since true still fails.
-    """
-    prefix = "x-amz-copy-source-if-"
-    modified = record.last_modified.replace(microsecond=0)
-    if_match = headers.get(prefix + "match")
-    if_none = headers.get(prefix + "none-match")
-    unmodified_since = headers.get(prefix + "unmodified-since")
-    modified_since = headers.get(prefix + "modified-since")
-    if if_match is not None:
-        if not _etag_matches(if_match, record.etag):
-            raise errors.PreconditionFailed(Condition="x-amz-copy-source-If-Match")
-    elif unmodified_since is not None:
-        limit = _http_time(unmodified_since)
-        if limit is not None and modified > limit:
-            raise errors.PreconditionFailed(Condition="x-amz-copy-source-If-Unmodified-Since")
-    if if_none is not None:
-        if _etag_matches(if_none, record.etag):
-            raise errors.PreconditionFailed(Condition="x-amz-copy-source-If-None-Match")
-    elif modified_since is not None:
-        limit = _http_time(modified_since)
-        if limit is not None and modified <= limit:
-            raise errors.PreconditionFailed(Condition="x-amz-copy-source-If-Modified-Since")
+
+def write_condition(headers: Mapping[str, str]) -> WriteCondition | None:
+    """`If-None-Match: *` and `If-Match: <etag>` on PutObject and CompleteMultipartUpload.
+    If-None-Match takes nothing but `*` (S3 answers 501 to anything else)."""
+    if_none = headers.get("if-none-match")
+    if_match = headers.get("if-match")
+    if if_none is None and if_match is None:
+        return None
+    if if_none is not None and if_none.strip() != "*":
+        raise errors.NotImplementedError_(
+            "A header you provided implies functionality that is not implemented",
+            Header="If-None-Match",
+        )
+    return WriteCondition(if_match=if_match, if_none_match=if_none is not None)
 
 
 def _checksum_value(algorithm: str, value: str, where: str) -> bytes:

@@ -214,6 +214,60 @@ def list_objects(
     return _doc(root)
 
 
+def list_object_versions(
+    *,
+    bucket: str,
+    prefix: str,
+    delimiter: str | None,
+    max_keys: int,
+    encode: bool,
+    key_marker: str,
+    version_id_marker: str,
+    contents: Iterable[tuple[str, datetime, str, int]],
+    common_prefixes: Iterable[str],
+    is_truncated: bool,
+    owner: str,
+    next_key_marker: str | None,
+    next_version_id_marker: str | None,
+) -> bytes:
+    """ListVersionsResult of an unversioned bucket: each object is its one `null` version."""
+
+    def enc(value: str) -> str:
+        return quote(value, safe="/") if encode else value
+
+    root = _root("ListVersionsResult")
+    _sub(root, "Name", bucket)
+    _sub(root, "Prefix", enc(prefix))
+    _sub(root, "KeyMarker", enc(key_marker))
+    _sub(root, "VersionIdMarker", version_id_marker)
+    if next_key_marker is not None:
+        _sub(root, "NextKeyMarker", enc(next_key_marker))
+    if next_version_id_marker is not None:
+        _sub(root, "NextVersionIdMarker", next_version_id_marker)
+    _sub(root, "MaxKeys", str(max_keys))
+    if delimiter is not None:
+        _sub(root, "Delimiter", enc(delimiter))
+    if encode:
+        _sub(root, "EncodingType", "url")
+    _sub(root, "IsTruncated", "true" if is_truncated else "false")
+    for key, modified, etag, size in contents:
+        v = _sub(root, "Version")
+        _sub(v, "Key", enc(key))
+        _sub(v, "VersionId", "null")
+        _sub(v, "IsLatest", "true")
+        _sub(v, "LastModified", timestamp(modified))
+        _sub(v, "ETag", etag)
+        _sub(v, "Size", str(size))
+        o = _sub(v, "Owner")
+        _sub(o, "ID", owner)
+        _sub(o, "DisplayName", owner)
+        _sub(v, "StorageClass", "STANDARD")
+    for cp in common_prefixes:
+        p = _sub(root, "CommonPrefixes")
+        _sub(p, "Prefix", enc(cp))
+    return _doc(root)
+
+
 # --- multipart ------------------------------------------------------------------------
 
 
@@ -270,6 +324,68 @@ def copy_part_result(etag: str, last_modified: datetime) -> bytes:
     root = _root("CopyPartResult")
     _sub(root, "LastModified", timestamp(last_modified))
     _sub(root, "ETag", etag)
+    return _doc(root)
+
+
+def copy_object_result(
+    etag: str, last_modified: datetime, checksums: dict[str, str] | None
+) -> bytes:
+    root = _root("CopyObjectResult")
+    _sub(root, "LastModified", timestamp(last_modified))
+    _sub(root, "ETag", etag)
+    for algorithm, value in (checksums or {}).items():
+        _sub(root, f"Checksum{algorithm}", value)
+    return _doc(root)
+
+
+MAX_DELETE_KEYS = 1000
+
+
+def parse_delete(body: bytes) -> tuple[bool, list[tuple[str, str | None]]]:
+    """DeleteObjects' `<Delete>`: (Quiet, [(Key, VersionId or None)]), 1 to 1000 objects."""
+    root = parse(body)
+    if local_name(root) != "Delete":
+        raise errors.MalformedXML()
+    quiet = False
+    objects: list[tuple[str, str | None]] = []
+    for el in root:
+        if not isinstance(el.tag, str):
+            continue
+        name = local_name(el)
+        if name == "Quiet":
+            value = (el.text or "").strip().lower()
+            if value not in ("true", "false"):
+                raise errors.MalformedXML()
+            quiet = value == "true"
+        elif name == "Object":
+            key = child_text(el, "Key")
+            if not key:
+                raise errors.MalformedXML()
+            objects.append((key, child_text(el, "VersionId")))
+    if not objects or len(objects) > MAX_DELETE_KEYS:
+        raise errors.MalformedXML()
+    return quiet, objects
+
+
+def delete_result(
+    deleted: Iterable[tuple[str, str | None]],
+    failed: Iterable[tuple[str, str | None, str, str]],
+) -> bytes:
+    """DeleteResult: `deleted` as (Key, VersionId asked for), `failed` as (Key, VersionId,
+    Code, Message)."""
+    root = _root("DeleteResult")
+    for key, version in deleted:
+        d = _sub(root, "Deleted")
+        _sub(d, "Key", _xml_safe(key))
+        if version is not None:
+            _sub(d, "VersionId", _xml_safe(version))
+    for key, version, code, message in failed:
+        e = _sub(root, "Error")
+        _sub(e, "Key", _xml_safe(key))
+        if version is not None:
+            _sub(e, "VersionId", _xml_safe(version))
+        _sub(e, "Code", code)
+        _sub(e, "Message", message)
     return _doc(root)
 
 

@@ -122,6 +122,11 @@ class InvalidRequest(S3Error):
     code, status, default_message = "InvalidRequest", 400, "Invalid Request"
 
 
+class InvalidStorageClass(S3Error):
+    code, status = "InvalidStorageClass", 400
+    default_message = "The storage class you specified is not valid"
+
+
 class KeyTooLongError(S3Error):
     code, status, default_message = "KeyTooLongError", 400, "Your key is too long"
 
@@ -150,6 +155,11 @@ class MissingContentLength(S3Error):
 
 class NoSuchBucket(S3Error):
     code, status, default_message = "NoSuchBucket", 404, "The specified bucket does not exist"
+
+
+class NoSuchVersion(S3Error):
+    code, status = "NoSuchVersion", 404
+    default_message = "The specified version does not exist."
 
 
 class NoSuchKey(S3Error):

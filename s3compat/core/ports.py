@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Protocol
 
+from s3compat.core.conditions import WriteCondition
 from s3compat.core.layout import Codec
 from s3compat.core.lifecycle import LifecycleConfiguration
 from s3compat.core.models import (
@@ -175,10 +176,25 @@ class MetadataStore(Protocol):
     async def get_object(self, bucket: str, key: str) -> ObjectRecord | None: ...
 
     async def commit_object(
-        self, obj: NewObject, blob_id: uuid.UUID, md5: bytes, chunks: Sequence[CommittedChunk]
+        self,
+        obj: NewObject,
+        blob_id: uuid.UUID,
+        md5: bytes,
+        chunks: Sequence[CommittedChunk],
+        condition: WriteCondition | None = None,
+    ) -> ObjectRecord: ...
+
+    async def copy_object(
+        self,
+        source: tuple[str, str],
+        dest: tuple[str, str],
+        build: Callable[[ObjectRecord], NewObject],
+        condition: WriteCondition | None = None,
     ) -> ObjectRecord: ...
 
     async def delete_object(self, bucket: str, key: str) -> bool: ...
+
+    async def delete_objects(self, bucket: str, keys: Sequence[str]) -> list[str]: ...
 
     async def list_keys(
         self,
@@ -217,6 +233,7 @@ class MetadataStore(Protocol):
         requested: Sequence[tuple[int, str, dict[str, str]]],
         min_part_size: int,
         whole_checksum: Callable[[str, list[tuple[str, int]]], str | None],
+        condition: WriteCondition | None = None,
     ) -> ObjectRecord: ...
 
     async def abort_upload(self, upload_id: uuid.UUID, bucket: str, key: str) -> bool: ...

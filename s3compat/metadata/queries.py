@@ -111,6 +111,30 @@ GET_OBJECT = f"SELECT {_OBJECT_COLUMNS} FROM objects WHERE bucket = $1 AND key =
 # it, release its blobs" cannot interleave with another writer. $1 bucket, $2 key
 LOCK_KEY = "SELECT pg_advisory_xact_lock(hashtextextended($1 || '/' || $2, 0))"
 
+# Several keys at once (CopyObject: source and destination; DeleteObjects: up to 1000), in
+# one global order so two multi-key writers can never wait on each other in a cycle.
+# $1 bucket[], $2 key[] (parallel)
+LOCK_KEYS = """
+SELECT pg_advisory_xact_lock(h) FROM (
+    SELECT DISTINCT hashtextextended(b || '/' || k, 0) AS h
+    FROM unnest($1::text[], $2::text[]) AS t (b, k)
+    ORDER BY h
+) ordered
+"""
+
+# A copy shares the source's blobs: one more reference each. Only committed blobs count;
+# the caller holds the source key's lock, so its blobs cannot be released meanwhile.
+# $1 blob_id[] (one entry per reference added) -> how many distinct blobs were updated
+ADD_BLOB_REFS = """
+WITH d AS (SELECT blob_id, count(*) AS n FROM unnest($1::uuid[]) AS blob_id GROUP BY blob_id),
+updated AS (
+    UPDATE blobs b SET refs = b.refs + d.n FROM d
+    WHERE b.blob_id = d.blob_id AND b.state = 'committed'
+    RETURNING b.blob_id
+)
+SELECT count(*) FROM updated
+"""
+
 # $1 bucket, $2 key -> the removed row's blobs
 DELETE_OBJECT = "DELETE FROM objects WHERE bucket = $1 AND key = $2 RETURNING part_blobs"
 
@@ -121,6 +145,11 @@ INSERT INTO objects (bucket, key, size, etag, content_type, headers, user_meta, 
                      part_blobs, part_sizes, checksums)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
 RETURNING {_OBJECT_COLUMNS}
+"""
+
+# DeleteObjects. $1 bucket, $2 key[] -> (key, part_blobs) of each object removed
+DELETE_OBJECTS = """
+DELETE FROM objects WHERE bucket = $1 AND key = ANY($2::text[]) RETURNING key, part_blobs
 """
 
 # One page of keys for listing. $1 bucket, $2 exclusive lower bound (or NULL),

@@ -12,6 +12,7 @@ from typing import Any
 import asyncpg
 
 from s3compat.core import errors
+from s3compat.core.conditions import WriteCondition
 from s3compat.core.layout import Codec
 from s3compat.core.lifecycle import LifecycleConfiguration
 from s3compat.core.models import (
@@ -212,12 +213,15 @@ class PgMetadata:
         blob_id: uuid.UUID,
         md5: bytes,
         chunks: Sequence[CommittedChunk],
+        condition: WriteCondition | None = None,
     ) -> ObjectRecord:
         """Make a fully stored blob visible as `obj`, atomically replacing any old version.
 
         One transaction: the blob becomes committed, the object row is replaced, and the
         previous version's blobs lose a reference (reaching zero queues them for the janitor,
-        which therefore never deletes a chunk before this commit).
+        which therefore never deletes a chunk before this commit). `condition` is checked
+        against the current version under the key's lock, so of racing conditional writers
+        exactly one can win.
         """
         try:
             async with self._pool.acquire() as conn, conn.transaction():
@@ -226,7 +230,7 @@ class PgMetadata:
                     # The janitor aborted it (our heartbeat went stale): nothing is visible.
                     raise errors.InternalError("the write was interrupted; please retry")
                 await self._commit_chunks(conn, blob_id, chunks)
-                row = await self._replace_object(conn, obj)
+                row = await self._replace_object(conn, obj, condition)
         except asyncpg.exceptions.ForeignKeyViolationError as exc:
             raise errors.NoSuchBucket(BucketName=obj.bucket) from exc
         except errors.S3Error:
@@ -248,8 +252,19 @@ class PgMetadata:
             [c.frag_sums for c in chunks],
         )
 
-    async def _replace_object(self, conn: Any, obj: NewObject) -> asyncpg.Record:
-        await conn.execute(queries.LOCK_KEY, obj.bucket, obj.key)
+    async def _replace_object(
+        self,
+        conn: Any,
+        obj: NewObject,
+        condition: WriteCondition | None = None,
+        *,
+        locked: bool = False,
+    ) -> asyncpg.Record:
+        if not locked:
+            await conn.execute(queries.LOCK_KEY, obj.bucket, obj.key)
+        if condition is not None and condition.active:
+            current = await conn.fetchrow(queries.GET_OBJECT, obj.bucket, obj.key)
+            condition.check(_object(current) if current else None)
         old = await conn.fetchval(queries.DELETE_OBJECT, obj.bucket, obj.key)
         row: asyncpg.Record | None = await conn.fetchrow(
             queries.INSERT_OBJECT,
@@ -269,6 +284,54 @@ class PgMetadata:
         if old:
             await conn.execute(queries.RELEASE_BLOBS, old, self._delete_grace)
         return row
+
+    async def copy_object(
+        self,
+        source: tuple[str, str],
+        dest: tuple[str, str],
+        build: Callable[[ObjectRecord], NewObject],
+        condition: WriteCondition | None = None,
+    ) -> ObjectRecord:
+        """CopyObject without copying a byte: the new object points at the source's blobs,
+        each of which gains a reference, so deleting either object later leaves the other
+        intact. Both keys are locked for the transaction; `build` turns the source as it is
+        now into the new object (or raises, e.g. a failed x-amz-copy-source-if-*).
+        """
+        try:
+            async with self._pool.acquire() as conn, conn.transaction():
+                await conn.execute(queries.LOCK_KEYS, [source[0], dest[0]], [source[1], dest[1]])
+                row = await conn.fetchrow(queries.GET_OBJECT, *source)
+                if row is None:
+                    if await conn.fetchrow(queries.GET_BUCKET, source[0]) is None:
+                        raise errors.NoSuchBucket(BucketName=source[0])
+                    raise errors.NoSuchKey(Key=source[1])
+                obj = build(_object(row))
+                added = await conn.fetchval(queries.ADD_BLOB_REFS, obj.part_blobs)
+                if added != len(set(obj.part_blobs)):
+                    # Cannot happen while the source row exists under our lock.
+                    raise errors.InternalError("the copy source is being deleted")
+                record = await self._replace_object(conn, obj, condition, locked=True)
+        except asyncpg.exceptions.ForeignKeyViolationError as exc:
+            raise errors.NoSuchBucket(BucketName=dest[0]) from exc
+        except errors.S3Error:
+            raise
+        except Exception as exc:
+            raise _translate(exc) from exc
+        return _object(record)
+
+    async def delete_objects(self, bucket: str, keys: Sequence[str]) -> list[str]:
+        """DeleteObjects: remove up to 1000 keys in one transaction; returns those that
+        existed. Their blobs lose a reference each, as with DeleteObject."""
+        try:
+            async with self._pool.acquire() as conn, conn.transaction():
+                await conn.execute(queries.LOCK_KEYS, [bucket] * len(keys), list(keys))
+                rows = await conn.fetch(queries.DELETE_OBJECTS, bucket, list(keys))
+                blobs = [b for r in rows for b in r["part_blobs"]]
+                if blobs:
+                    await conn.execute(queries.RELEASE_BLOBS, blobs, self._delete_grace)
+        except Exception as exc:
+            raise _translate(exc) from exc
+        return [r["key"] for r in rows]
 
     async def delete_object(self, bucket: str, key: str) -> bool:
         try:
@@ -402,6 +465,7 @@ class PgMetadata:
         requested: Sequence[tuple[int, str, dict[str, str]]],
         min_part_size: int,
         whole_checksum: Callable[[str, list[tuple[str, int]]], str | None],
+        condition: WriteCondition | None = None,
     ) -> ObjectRecord:
         """Assemble the object from the parts' blobs, in metadata only: no byte is copied.
 
@@ -452,7 +516,7 @@ class PgMetadata:
                     parts_count=len(chosen),
                     checksums=whole,
                 )
-                record = await self._replace_object(conn, obj)
+                record = await self._replace_object(conn, obj, condition)
                 # The chosen parts' references pass from the upload to the object; the
                 # others are dropped with the upload.
                 await conn.execute(queries.DELETE_UPLOAD, upload_id)

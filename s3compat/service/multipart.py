@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, replace
 
 from s3compat.core import checksums, errors
+from s3compat.core.conditions import WriteCondition
 from s3compat.core.layout import Codec
 from s3compat.core.models import NewUpload, ObjectRecord, PartInfo, Upload, UploadEntry
 from s3compat.core.naming import check_key, prefix_upper_bound
@@ -171,6 +172,7 @@ class MultipartService:
         parts: list[tuple[int, str, dict[str, str]]],
         *,
         full_object: bool = False,
+        condition: WriteCondition | None = None,
     ) -> ObjectRecord:
         """`full_object`: the client asked for x-amz-checksum-type FULL_OBJECT (CRCs only);
         otherwise the whole-object checksum is S3's COMPOSITE `<b64>-N` form."""
@@ -186,6 +188,7 @@ class MultipartService:
             parts,
             self.min_part_size,
             lambda alg, sums: object_checksum(alg, sums, full_object),
+            condition,
         )
 
     async def abort_multipart_upload(self, bucket: str, key: str, upload_id: str) -> None:

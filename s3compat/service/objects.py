@@ -1,4 +1,5 @@
-"""Object operations: PutObject, GetObject, HeadObject, DeleteObject.
+"""Object operations: PutObject, CopyObject, GetObject, HeadObject, DeleteObject,
+DeleteObjects.
 
 The only code (with blobs.py) that combines metadata with chunks.
 """
@@ -11,6 +12,7 @@ from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, field, replace
 
 from s3compat.core import errors
+from s3compat.core.conditions import ReadConditions, WriteCondition, check_copy_source
 from s3compat.core.layout import Codec
 from s3compat.core.models import ListPage, NewObject, ObjectRecord
 from s3compat.core.naming import check_key
@@ -21,6 +23,14 @@ from s3compat.service.blobs import HEARTBEAT_SECONDS, BlobReader, BodyChecks, st
 log = logging.getLogger(__name__)
 
 MAX_PUT_SIZE = 5 * 1024**3
+# S3 copies at most 5 GiB in one CopyObject; larger objects are copied part by part with
+# UploadPartCopy, and clients know to do so.
+MAX_COPY_SIZE = 5 * 1024**3
+SELF_COPY_REFUSED = (
+    "This copy request is illegal because it is trying to copy an object to itself without "
+    "changing the object's metadata, storage class, website redirect location or encryption "
+    "attributes."
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +43,27 @@ class PutRequest:
     content_type: str | None = None
     headers: dict[str, str] = field(default_factory=dict)
     user_meta: dict[str, str] = field(default_factory=dict)
+    condition: WriteCondition | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CopyRequest:
+    """A CopyObject. With `replace_metadata` (x-amz-metadata-directive: REPLACE) the new
+    object takes content type, headers and user metadata from the request, else from the
+    source."""
+
+    source_bucket: str
+    source_key: str
+    bucket: str
+    key: str
+    replace_metadata: bool = False
+    content_type: str | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    user_meta: dict[str, str] = field(default_factory=dict)
+    source_conditions: ReadConditions = field(default_factory=ReadConditions)
+    condition: WriteCondition | None = None
+    # A flexible checksum algorithm the copy must carry (x-amz-checksum-algorithm).
+    checksum_algorithm: str | None = None
 
 
 class ObjectService:
@@ -58,6 +89,9 @@ class ObjectService:
                 ProposedSize=str(req.checks.content_length),
                 MaxSizeAllowed=str(self.max_put_size),
             )
+        if req.condition is not None and req.condition.active:
+            # Fail before the body is sent; the commit checks again, atomically.
+            req.condition.check(await self.meta.get_object(req.bucket, req.key))
         checks = replace(req.checks, max_size=self.max_put_size)
         writer, blob = await store_blob(
             self.meta, self.nodes, self.codec, body, checks, heartbeat=self.heartbeat
@@ -75,10 +109,54 @@ class ObjectService:
             checksums=dict([blob.checksum]) if blob.checksum else None,
         )
         try:
-            return await self.meta.commit_object(new, blob.blob_id, blob.md5, blob.chunks)
+            return await self.meta.commit_object(
+                new, blob.blob_id, blob.md5, blob.chunks, req.condition
+            )
         except BaseException:
             await writer.abort_committed_failure()
             raise
+
+    async def copy_object(self, req: CopyRequest) -> ObjectRecord:
+        """Zero-copy: the new object shares the source's immutable blobs (see
+        MetadataStore.copy_object); no chunk is read or written."""
+        check_key(req.key)
+
+        def build(source: ObjectRecord) -> NewObject:
+            check_copy_source(req.source_conditions, source)
+            same_key = (source.bucket, source.key) == (req.bucket, req.key)
+            if same_key and not req.replace_metadata:
+                raise errors.InvalidRequest(SELF_COPY_REFUSED)
+            if source.size > MAX_COPY_SIZE:
+                raise errors.InvalidRequest(
+                    "The specified copy source is larger than the maximum allowable size "
+                    f"for a copy source: {MAX_COPY_SIZE}"
+                )
+            meta = req if req.replace_metadata else source
+            sums = source.checksums
+            if req.checksum_algorithm and req.checksum_algorithm not in (sums or {}):
+                sums = None  # never claim a checksum that was not computed
+            return NewObject(
+                bucket=req.bucket,
+                key=req.key,
+                size=source.size,
+                etag=source.etag,
+                content_type=meta.content_type,
+                headers=dict(meta.headers),
+                user_meta=dict(meta.user_meta),
+                part_blobs=[p.blob_id for p in source.parts],
+                part_sizes=[p.size for p in source.parts],
+                parts_count=source.parts_count,
+                checksums=sums,
+            )
+
+        return await self.meta.copy_object(
+            (req.source_bucket, req.source_key), (req.bucket, req.key), build, req.condition
+        )
+
+    async def delete_objects(self, bucket: str, keys: list[str]) -> None:
+        """DeleteObjects' keys, all in one transaction (missing keys are not an error)."""
+        if keys:
+            await self.meta.delete_objects(bucket, keys)
 
     async def get_object(self, bucket: str, key: str) -> ObjectRecord:
         record = await self.meta.get_object(bucket, key)

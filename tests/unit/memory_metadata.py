@@ -18,6 +18,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 from s3compat.core import errors
+from s3compat.core.conditions import WriteCondition
 from s3compat.core.layout import Codec
 from s3compat.core.models import (
     Blob,
@@ -178,17 +179,23 @@ class MemoryMetadata:
         blob_id: uuid.UUID,
         md5: bytes,
         chunks: Sequence[CommittedChunk],
+        condition: WriteCondition | None = None,
     ) -> ObjectRecord:
         blob = self.blobs.get(blob_id)
         if blob is None or blob.state != "writing":
             raise errors.InternalError("the write was interrupted; please retry")
         if obj.bucket not in self.buckets:  # the foreign key; nothing changes
             raise errors.NoSuchBucket(BucketName=obj.bucket)
+        if condition is not None:
+            condition.check(self.objects.get((obj.bucket, obj.key)))
         blob.state, blob.size, blob.md5, blob.refs = "committed", obj.size, md5, 1
         for c in chunks:
             if c.index in blob.chunks:
                 stored = blob.chunks[c.index]
                 stored.size, stored.checksum, stored.frag_sums = c.size, c.checksum, c.frag_sums
+        return self._replace(obj)
+
+    def _replace(self, obj: NewObject) -> ObjectRecord:
         parts, offset = [], 0
         for part_blob, size in zip(obj.part_blobs, obj.part_sizes, strict=True):
             parts.append(ObjectPart(blob_id=part_blob, size=size, offset=offset))
@@ -212,6 +219,33 @@ class MemoryMetadata:
         else:
             self._release([p.blob_id for p in old.parts])
         return _copy(record)
+
+    async def copy_object(
+        self,
+        source: tuple[str, str],
+        dest: tuple[str, str],
+        build: Callable[[ObjectRecord], NewObject],
+        condition: WriteCondition | None = None,
+    ) -> ObjectRecord:
+        found = self.objects.get(source)
+        if found is None:
+            if source[0] not in self.buckets:
+                raise errors.NoSuchBucket(BucketName=source[0])
+            raise errors.NoSuchKey(Key=source[1])
+        obj = build(_copy(found))
+        if dest[0] not in self.buckets:
+            raise errors.NoSuchBucket(BucketName=dest[0])
+        if condition is not None:
+            condition.check(self.objects.get(dest))
+        for blob_id, n in Counter(obj.part_blobs).items():  # ADD_BLOB_REFS
+            blob = self.blobs.get(blob_id)
+            if blob is None or blob.state != "committed":
+                raise errors.InternalError("the copy source is being deleted")
+            blob.refs += n
+        return self._replace(obj)
+
+    async def delete_objects(self, bucket: str, keys: Sequence[str]) -> list[str]:
+        return [k for k in dict.fromkeys(keys) if await self.delete_object(bucket, k)]
 
     async def delete_object(self, bucket: str, key: str) -> bool:
         old = self.objects.pop((bucket, key), None)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from starlette.responses import Response
 
+from s3compat.api import headers as h
 from s3compat.api import xml
 from s3compat.api.context import RequestContext
 
@@ -17,6 +18,7 @@ async def list_buckets(ctx: RequestContext) -> Response:
 
 
 async def create_bucket(ctx: RequestContext) -> Response:
+    h.check_acl(ctx.request.headers)
     location = xml.parse_create_bucket_configuration(await ctx.small_body())
     await ctx.services.buckets.create_bucket(ctx.bucket, ctx.user, location)
     return Response(headers={"Location": f"/{ctx.bucket}"})

@@ -1,4 +1,4 @@
-"""ListObjects (v1) and ListObjectsV2."""
+"""ListObjects (v1), ListObjectsV2 and ListObjectVersions."""
 
 from __future__ import annotations
 
@@ -123,4 +123,51 @@ async def _list(ctx: RequestContext, *, v2: bool) -> Response:
             # continue from the last key.
             next_marker=next_marker if delimiter else None,
         )
+    return Response(body, media_type="application/xml")
+
+
+async def list_object_versions(ctx: RequestContext) -> Response:
+    """Buckets are unversioned, so every object is listed as its one version, `null`; paging
+    by (key-marker, version-id-marker) therefore resumes after the key-marker."""
+    q = ctx.route.query
+    bucket = await ctx.services.buckets.get_bucket(ctx.bucket, ctx.user)
+    max_keys = _max_keys(q.get("max-keys"))
+    encode = _encoding(q.get("encoding-type"))
+    prefix = q.get("prefix", "")
+    delimiter = q.get("delimiter") or None
+    key_marker = q.get("key-marker", "")
+    version_marker = q.get("version-id-marker", "")
+    if version_marker:
+        if not key_marker:
+            raise errors.InvalidArgument(
+                "A version-id marker cannot be specified without a key marker.",
+                ArgumentName="version-id-marker",
+                ArgumentValue=version_marker,
+            )
+        if version_marker != "null":
+            raise errors.InvalidArgument(
+                "Invalid version id specified",
+                ArgumentName="version-id-marker",
+                ArgumentValue=version_marker,
+            )
+    page = await ctx.services.objects.list_objects(
+        ctx.bucket, prefix=prefix, delimiter=delimiter, after=key_marker or None, max_keys=max_keys
+    )
+    next_key = page.next_marker if page.is_truncated else None
+    ends_on_prefix = next_key is not None and next_key in page.common_prefixes
+    body = xml.list_object_versions(
+        bucket=ctx.bucket,
+        prefix=prefix,
+        delimiter=delimiter,
+        max_keys=max_keys,
+        encode=encode,
+        key_marker=key_marker,
+        version_id_marker=version_marker,
+        contents=[(e.key, e.last_modified, e.etag, e.size) for e in page.entries],
+        common_prefixes=page.common_prefixes,
+        is_truncated=page.is_truncated,
+        owner=bucket.owner,
+        next_key_marker=next_key,
+        next_version_id_marker="null" if next_key is not None and not ends_on_prefix else None,
+    )
     return Response(body, media_type="application/xml")

@@ -47,6 +47,8 @@ def _int_param(ctx: RequestContext, name: str, default: int, limit: int) -> int:
 
 async def create_multipart_upload(ctx: RequestContext) -> Response:
     hdrs = ctx.request.headers
+    h.check_acl(hdrs)
+    h.check_storage_class(hdrs)
     await ctx.services.buckets.get_bucket(ctx.bucket, ctx.user)
     upload = await ctx.services.multipart.create_multipart_upload(
         ctx.bucket,
@@ -112,6 +114,7 @@ async def upload_part_copy(ctx: RequestContext) -> Response:
 
 
 async def complete_multipart_upload(ctx: RequestContext) -> Response:
+    condition = h.write_condition(ctx.request.headers)
     parts = xml.parse_complete_multipart_upload(await ctx.small_body())
     await ctx.services.buckets.get_bucket(ctx.bucket, ctx.user)
     upload_id = ctx.route.query.get("uploadId", "")
@@ -119,7 +122,7 @@ async def complete_multipart_upload(ctx: RequestContext) -> Response:
 
     async def finish() -> bytes:
         record = await ctx.services.multipart.complete_multipart_upload(
-            ctx.bucket, ctx.key, upload_id, parts, full_object=full_object
+            ctx.bucket, ctx.key, upload_id, parts, full_object=full_object, condition=condition
         )
         location = f"{ctx.request.base_url}{quote(ctx.bucket)}/{quote(ctx.key)}"
         return xml.complete_multipart_upload(
