@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-stamp
 PORT ?= 9000
 DATA ?= data
 
-.PHONY: dev test test-slow lint bench clean
+.PHONY: dev test test-slow lint client-tools bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -26,7 +26,11 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-test: lint
+# The real clients tests/clients drives (rclone, s3fs, s3cmd, aws-cli v2), from Debian.
+client-tools:
+	sh tests/clients/install-tools.sh
+
+test: lint client-tools
 	$(BIN)/pytest -m "not slow"
 
 test-slow: $(STAMP)

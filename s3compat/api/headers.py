@@ -161,8 +161,6 @@ def object_headers(record: ObjectRecord) -> dict[str, str]:
     out.update(record.headers)
     for name, value in record.user_meta.items():
         out[META_PREFIX + name] = value
-    if record.parts_count is not None:
-        out["x-amz-mp-parts-count"] = str(record.parts_count)
     return out
 
 

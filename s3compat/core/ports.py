@@ -223,6 +223,16 @@ class MetadataStore(Protocol):
         checksums: dict[str, str] | None = None,
     ) -> str: ...
 
+    async def share_part(
+        self,
+        upload_id: uuid.UUID,
+        bucket: str,
+        key: str,
+        part_number: int,
+        blob_id: uuid.UUID,
+        size: int,
+    ) -> str | None: ...
+
     async def list_parts(self, upload_id: uuid.UUID, after: int, limit: int) -> list[PartInfo]: ...
 
     async def complete_upload(

@@ -233,6 +233,13 @@ WITH old AS (
 )
 SELECT blob_id FROM old
 """
+# UploadPartCopy of exactly one blob of the source: the part shares it. $1 blob_id, $2 size
+# -> the blob's MD5 if it is still committed (and one reference was added)
+ADD_PART_BLOB_REF = """
+UPDATE blobs SET refs = refs + 1
+WHERE blob_id = $1 AND state = 'committed' AND size = $2
+RETURNING md5
+"""
 # $1 upload_id, $2 after part number, $3 limit
 LIST_PARTS = """
 SELECT part_number, blob_id, size, etag, checksums, last_modified FROM upload_parts

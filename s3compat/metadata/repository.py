@@ -453,6 +453,37 @@ class PgMetadata:
             raise _translate(exc) from exc
         return etag
 
+    async def share_part(
+        self,
+        upload_id: uuid.UUID,
+        bucket: str,
+        key: str,
+        part_number: int,
+        blob_id: uuid.UUID,
+        size: int,
+    ) -> str | None:
+        """Make an existing committed blob part `part_number` too (UploadPartCopy of a whole
+        source part): one more reference, no byte copied. Returns the part's ETag, or None
+        if the blob is no longer committed (the caller then copies the bytes)."""
+        try:
+            async with self._pool.acquire() as conn, conn.transaction():
+                if await conn.fetchrow(queries.LOCK_UPLOAD, upload_id, bucket, key) is None:
+                    raise errors.NoSuchUpload(UploadId=str(upload_id))
+                md5 = await conn.fetchval(queries.ADD_PART_BLOB_REF, blob_id, size)
+                if md5 is None:
+                    return None
+                etag = f'"{bytes(md5).hex()}"'
+                old = await conn.fetchval(
+                    queries.UPSERT_PART, upload_id, part_number, blob_id, size, etag, None
+                )
+                if old is not None:
+                    await conn.execute(queries.RELEASE_BLOBS, [old], self._delete_grace)
+        except errors.S3Error:
+            raise
+        except Exception as exc:
+            raise _translate(exc) from exc
+        return etag
+
     async def list_parts(self, upload_id: uuid.UUID, after: int, limit: int) -> list[PartInfo]:
         rows = await self._fetch(queries.LIST_PARTS, upload_id, after, limit)
         return [_part(r) for r in rows]

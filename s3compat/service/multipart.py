@@ -191,6 +191,33 @@ class MultipartService:
             condition,
         )
 
+    async def share_part(
+        self,
+        upload: Upload,
+        part_number: int,
+        source: ObjectRecord,
+        first: int,
+        last: int,
+    ) -> str | None:
+        """UploadPartCopy without copying: when the range is exactly one of the source's
+        blobs (a whole single-part object, or one part of a multipart object copied with the
+        same part size, as aws-cli and rclone do), the new part shares that blob. Returns the
+        part's ETag, or None when the bytes must be copied (a range across blobs, or an
+        upload that needs per-part checksums, which are not kept per blob)."""
+        if upload.checksum_algorithm is not None:
+            return None
+        for part in source.parts:
+            if part.offset == first and part.size == last - first + 1 and part.size > 0:
+                return await self.meta.share_part(
+                    upload.upload_id,
+                    upload.bucket,
+                    upload.key,
+                    part_number,
+                    part.blob_id,
+                    part.size,
+                )
+        return None
+
     async def abort_multipart_upload(self, bucket: str, key: str, upload_id: str) -> None:
         if not await self.meta.abort_upload(parse_upload_id(upload_id), bucket, key):
             raise errors.NoSuchUpload(UploadId=upload_id)

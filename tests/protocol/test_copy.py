@@ -332,3 +332,64 @@ def test_copy_source_must_be_readable_by_the_caller(cluster: Cluster, s3: Any, b
         assert other.list_objects_v2(Bucket=name).get("KeyCount") == 0
     finally:
         other.delete_bucket(Bucket=name)
+
+
+def test_upload_part_copy_shares_whole_parts(
+    cluster: Cluster, s3: Any, bucket: str, other_bucket: str
+) -> None:
+    """aws-cli copies big objects part by part with the source's part size: each part that
+    is exactly one source blob is shared, not rewritten. Other ranges copy bytes."""
+    parts = [os.urandom(5 * MiB), os.urandom(2 * MiB + 5)]
+    up = s3.create_multipart_upload(Bucket=bucket, Key="src")
+    done = []
+    for n, data in enumerate(parts, 1):
+        r = s3.upload_part(
+            Bucket=bucket, Key="src", UploadId=up["UploadId"], PartNumber=n, Body=data
+        )
+        done.append({"PartNumber": n, "ETag": r["ETag"]})
+    s3.complete_multipart_upload(
+        Bucket=bucket, Key="src", UploadId=up["UploadId"], MultipartUpload={"Parts": done}
+    )
+    src_etag = s3.head_object(Bucket=bucket, Key="src")["ETag"]
+    (row,) = cluster.sql("SELECT part_blobs FROM objects WHERE bucket = $1 AND key = 'src'", bucket)
+    source_blobs = list(row["part_blobs"])
+
+    before = _all_chunks(cluster)
+    cp = s3.create_multipart_upload(Bucket=other_bucket, Key="dst")
+    ranges = [(0, 5 * MiB - 1), (5 * MiB, 7 * MiB + 4)]
+    copied = []
+    for n, (first, last) in enumerate(ranges, 1):
+        r = s3.upload_part_copy(
+            Bucket=other_bucket,
+            Key="dst",
+            UploadId=cp["UploadId"],
+            PartNumber=n,
+            CopySource=f"{bucket}/src",
+            CopySourceRange=f"bytes={first}-{last}",
+        )
+        copied.append({"PartNumber": n, "ETag": r["CopyPartResult"]["ETag"]})
+    assert [c["ETag"] for c in copied] == [d["ETag"] for d in done]
+    assert _all_chunks(cluster) == before  # nothing written
+    # An unaligned range is copied byte for byte into a new blob.
+    r = s3.upload_part_copy(
+        Bucket=other_bucket,
+        Key="dst",
+        UploadId=cp["UploadId"],
+        PartNumber=3,
+        CopySource=f"{bucket}/src",
+        CopySourceRange="bytes=10-99",
+    )
+    assert r["CopyPartResult"]["ETag"] == f'"{hashlib.md5(parts[0][10:100]).hexdigest()}"'
+    assert _all_chunks(cluster) > before
+    s3.complete_multipart_upload(
+        Bucket=other_bucket, Key="dst", UploadId=cp["UploadId"], MultipartUpload={"Parts": copied}
+    )
+    assert s3.head_object(Bucket=other_bucket, Key="dst")["ETag"] == src_etag
+    (row,) = cluster.sql(
+        "SELECT part_blobs FROM objects WHERE bucket = $1 AND key = 'dst'", other_bucket
+    )
+    assert list(row["part_blobs"]) == source_blobs
+    # The source goes; the copy, sharing its blobs, stays whole. Part 3 (unused) is collected.
+    s3.delete_object(Bucket=bucket, Key="src")
+    assert wait_for(cluster.settled)
+    assert _body(s3, other_bucket, "dst") == b"".join(parts)

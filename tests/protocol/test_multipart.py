@@ -1420,6 +1420,10 @@ def test_get_and_head_by_part_number(s3: Any, multipart_object: Any) -> None:
             assert resp["ETag"] == _multipart_etag(parts)  # the object's, not the part's
         assert got["Body"].read() == part, n
         offset += len(part)
+    # Without partNumber S3 does not say how many parts there are.
+    for resp in (s3.head_object(Bucket=bucket, Key=key), s3.get_object(Bucket=bucket, Key=key)):
+        assert "x-amz-mp-parts-count" not in resp["ResponseMetadata"]["HTTPHeaders"]
+        assert "PartsCount" not in resp
 
 
 def test_part_number_beyond_the_count(cluster: Cluster, s3: Any, multipart_object: Any) -> None:

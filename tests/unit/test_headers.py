@@ -240,7 +240,6 @@ def test_object_headers_full() -> None:
         "Content-Encoding": "gzip",
         "x-amz-meta-color": "blue",
         "x-amz-meta-my-name": "Value",
-        "x-amz-mp-parts-count": "3",
     }
 
 

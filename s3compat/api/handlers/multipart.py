@@ -89,7 +89,7 @@ async def upload_part_copy(ctx: RequestContext) -> Response:
     src_bucket, src_key = h.parse_copy_source(hdrs.get("x-amz-copy-source", ""))
     await ctx.services.buckets.get_bucket(src_bucket, ctx.user)
     # Fail fast on an unknown upload, before reading the source.
-    await ctx.services.multipart.get_upload(
+    upload = await ctx.services.multipart.get_upload(
         ctx.bucket, ctx.key, ctx.route.query.get("uploadId", "")
     )
     source: ObjectRecord = await ctx.services.objects.get_object(src_bucket, src_key)
@@ -97,15 +97,17 @@ async def upload_part_copy(ctx: RequestContext) -> Response:
     span = h.parse_copy_source_range(hdrs.get("x-amz-copy-source-range"), source.size)
     first, last = span if span is not None else (0, source.size - 1)
     size = last - first + 1
-    body = await ctx.services.objects.open_range(source, first, last) if size else _empty()
-    etag, _ = await ctx.services.multipart.upload_part(
-        ctx.bucket,
-        ctx.key,
-        ctx.route.query.get("uploadId", ""),
-        number,
-        body,
-        BodyChecks(content_length=size),
-    )
+    etag = await ctx.services.multipart.share_part(upload, number, source, first, last)
+    if etag is None:
+        body = await ctx.services.objects.open_range(source, first, last) if size else _empty()
+        etag, _ = await ctx.services.multipart.upload_part(
+            ctx.bucket,
+            ctx.key,
+            ctx.route.query.get("uploadId", ""),
+            number,
+            body,
+            BodyChecks(content_length=size),
+        )
     parts = await ctx.services.multipart.list_parts(
         ctx.bucket, ctx.key, ctx.route.query.get("uploadId", ""), marker=number - 1, max_parts=1
     )

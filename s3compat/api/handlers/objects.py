@@ -95,6 +95,9 @@ def _range_headers(
     ctx: RequestContext, record: ObjectRecord, span: tuple[int, int] | None
 ) -> tuple[dict[str, str], int, int]:
     out = h.object_headers(record)
+    if record.parts_count is not None and "partNumber" in ctx.route.query:
+        # Only with partNumber, as S3 does.
+        out["x-amz-mp-parts-count"] = str(record.parts_count)
     if span is None and ctx.header("x-amz-checksum-mode") == "ENABLED":
         # Whole-object checksums only: a ranged GET must not carry one.
         out.update(h.checksum_headers(record.checksums))
