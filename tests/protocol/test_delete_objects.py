@@ -182,3 +182,16 @@ def test_other_users_bucket_is_denied(cluster: Cluster, s3: Any, bucket: str) ->
         other.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": "k"}]})
     assert exc.value.response["Error"]["Code"] == "AccessDenied"
     assert _keys(s3, bucket) == ["k"]
+
+
+def test_bucket_path_with_trailing_slash(cluster: Cluster, s3: Any, bucket: str) -> None:
+    """s3cmd posts to `/bucket/?delete`."""
+    s3.put_object(Bucket=bucket, Key="a", Body=b"x")
+    body = _document(["a"])
+    md5 = base64.b64encode(hashlib.md5(body).digest()).decode()
+    status, _, resp = cluster.raw(
+        "POST", f"/{bucket}/?delete", body=body, headers={"Content-MD5": md5}
+    )
+    assert status == 200, resp
+    assert [d.findtext(f"{NS}Key") for d in etree.fromstring(resp).iter(f"{NS}Deleted")] == ["a"]
+    assert _keys(s3, bucket) == []
