@@ -198,6 +198,33 @@ def check_storage_class(headers: Mapping[str, str]) -> None:
         )
 
 
+# Write headers that ask for something this store does not do. Ignoring them would tell
+# the client its object is tagged, encrypted or locked when it is not.
+UNSUPPORTED_WRITE_HEADERS = (
+    "x-amz-tagging",
+    "x-amz-server-side-encryption",
+    "x-amz-server-side-encryption-customer-algorithm",
+    "x-amz-server-side-encryption-aws-kms-key-id",
+    "x-amz-object-lock-mode",
+    "x-amz-object-lock-retain-until-date",
+    "x-amz-object-lock-legal-hold",
+    "x-amz-website-redirect-location",
+)
+
+
+def check_write_headers(headers: Mapping[str, str]) -> None:
+    """PutObject, CopyObject, CreateMultipartUpload: ACL, storage class, and no feature the
+    store lacks (501 rather than a silent no-op; an empty x-amz-tagging asks for nothing)."""
+    check_acl(headers)
+    check_storage_class(headers)
+    for name in UNSUPPORTED_WRITE_HEADERS:
+        if headers.get(name):
+            raise errors.NotImplementedError_(
+                "A header you provided implies functionality that is not implemented",
+                Header=name,
+            )
+
+
 def response_overrides(query: Mapping[str, str]) -> dict[str, str]:
     """The headers a GET or HEAD's response-* query parameters replace."""
     return {header: query[param] for param, header in RESPONSE_OVERRIDES.items() if param in query}

@@ -111,8 +111,8 @@ GET_OBJECT = f"SELECT {_OBJECT_COLUMNS} FROM objects WHERE bucket = $1 AND key =
 # it, release its blobs" cannot interleave with another writer. $1 bucket, $2 key
 LOCK_KEY = "SELECT pg_advisory_xact_lock(hashtextextended($1 || '/' || $2, 0))"
 
-# Several keys at once (CopyObject: source and destination; DeleteObjects: up to 1000), in
-# one global order so two multi-key writers can never wait on each other in a cycle.
+# Two keys at once (CopyObject: source and destination), in one global order, so that two
+# copies crossing each other's keys can never wait on each other in a cycle.
 # $1 bucket[], $2 key[] (parallel)
 LOCK_KEYS = """
 SELECT pg_advisory_xact_lock(h) FROM (

@@ -321,10 +321,14 @@ class PgMetadata:
 
     async def delete_objects(self, bucket: str, keys: Sequence[str]) -> list[str]:
         """DeleteObjects: remove up to 1000 keys in one transaction; returns those that
-        existed. Their blobs lose a reference each, as with DeleteObject."""
+        existed. Their blobs lose a reference each, as with DeleteObject.
+
+        No key locks: a row can only be deleted once, so each removed version's blobs are
+        released exactly once, and a writer replacing a key meanwhile simply comes after
+        the delete. (A thousand advisory locks per request would also exhaust PostgreSQL's
+        shared lock table under concurrent bulk deletes.)"""
         try:
             async with self._pool.acquire() as conn, conn.transaction():
-                await conn.execute(queries.LOCK_KEYS, [bucket] * len(keys), list(keys))
                 rows = await conn.fetch(queries.DELETE_OBJECTS, bucket, list(keys))
                 blobs = [b for r in rows for b in r["part_blobs"]]
                 if blobs:

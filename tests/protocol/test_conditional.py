@@ -617,6 +617,38 @@ def test_bogus_acl_and_grants(cluster: Cluster, s3: Any, bucket: str) -> None:
     assert "Uploads" not in s3.list_multipart_uploads(Bucket=bucket)
 
 
+@pytest.mark.parametrize(
+    ("header", "value"),
+    [
+        ("x-amz-tagging", "team=a"),
+        ("x-amz-server-side-encryption", "AES256"),
+        ("x-amz-server-side-encryption-customer-algorithm", "AES256"),
+        ("x-amz-object-lock-mode", "GOVERNANCE"),
+        ("x-amz-website-redirect-location", "/elsewhere"),
+    ],
+)
+def test_features_the_store_lacks_are_refused(
+    cluster: Cluster, s3: Any, bucket: str, header: str, value: str
+) -> None:
+    """Tags, encryption, object lock and redirects are not silently dropped: 501."""
+    s3.put_object(Bucket=bucket, Key="src", Body=b"x")
+    requests = [
+        ("PUT", f"/{bucket}/k", {}),
+        ("POST", f"/{bucket}/k?uploads", {}),
+        ("PUT", f"/{bucket}/k", {"x-amz-copy-source": f"/{bucket}/src"}),
+    ]
+    for method, path, extra in requests:
+        status, _, body = cluster.raw(
+            method, path, body=b"" if "uploads" in path else b"x", headers={header: value, **extra}
+        )
+        assert (status, _error(body)["Code"]) == (501, "NotImplemented"), (method, path)
+    assert not _exists(s3, bucket, "k")
+    assert "Uploads" not in s3.list_multipart_uploads(Bucket=bucket)
+    # An empty tag set asks for nothing.
+    status, _, _ = cluster.raw("PUT", f"/{bucket}/k", body=b"x", headers={"x-amz-tagging": ""})
+    assert status == 200
+
+
 def test_standard_storage_class_is_accepted(s3: Any, bucket: str) -> None:
     s3.put_object(Bucket=bucket, Key="k", Body=b"x", StorageClass="STANDARD")
     s3.copy_object(

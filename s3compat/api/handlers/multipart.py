@@ -47,8 +47,7 @@ def _int_param(ctx: RequestContext, name: str, default: int, limit: int) -> int:
 
 async def create_multipart_upload(ctx: RequestContext) -> Response:
     hdrs = ctx.request.headers
-    h.check_acl(hdrs)
-    h.check_storage_class(hdrs)
+    h.check_write_headers(hdrs)
     await ctx.services.buckets.get_bucket(ctx.bucket, ctx.user)
     upload = await ctx.services.multipart.create_multipart_upload(
         ctx.bucket,

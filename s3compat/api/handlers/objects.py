@@ -19,8 +19,7 @@ XML = "application/xml"
 
 async def put_object(ctx: RequestContext) -> Response:
     hdrs = ctx.request.headers
-    h.check_acl(hdrs)
-    h.check_storage_class(hdrs)
+    h.check_write_headers(hdrs)
     condition = h.write_condition(hdrs)
     body, checks = ctx.object_body()
     req = PutRequest(
@@ -39,8 +38,7 @@ async def put_object(ctx: RequestContext) -> Response:
 
 async def copy_object(ctx: RequestContext) -> Response:
     hdrs = ctx.request.headers
-    h.check_acl(hdrs)
-    h.check_storage_class(hdrs)
+    h.check_write_headers(hdrs)
     src_bucket, src_key = h.parse_copy_source(hdrs.get("x-amz-copy-source", ""))
     replace = h.metadata_directive(hdrs)
     algorithm = hdrs.get("x-amz-checksum-algorithm")
