@@ -14,20 +14,25 @@ from datetime import timedelta
 import asyncpg
 from starlette.applications import Starlette
 
+from s3compat import metrics
 from s3compat.api.context import Services
 from s3compat.api.credentials import CredentialStore
 from s3compat.api.gateway import Gateway, build_app
-from s3compat.core.layout import PLAIN_SPLIT, Codec
+from s3compat.core.layout import CHUNKS_PER_BLOB, Codec
 from s3compat.core.ports import NodeClient, NodeHealth, NodeUnauthenticated, NodeUnavailable
+from s3compat.logs import setup_logging
 from s3compat.metadata.keycrypt import KeyCryptError, MasterKey
 from s3compat.metadata.repository import PgMetadata, open_pool
 from s3compat.metadata.users import load_access_keys
 from s3compat.nodes.client import GrpcNodeClient
 from s3compat.nodes.cluster import NodeCluster
 from s3compat.service.buckets import BucketService
+from s3compat.service.erasure import check_backend
 from s3compat.service.janitor import Janitor
 from s3compat.service.multipart import MultipartService
 from s3compat.service.objects import ObjectService
+from s3compat.service.repair import Repairer
+from s3compat.service.scrub import Progress, Scrubber
 from s3compat.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -36,6 +41,7 @@ STARTUP_CHECK_DEADLINE = 5.0
 """Seconds each node gets to answer the startup Health check."""
 
 USER_KEYS_REFRESH = 2.0
+NODES_REFRESH = 2.0  # seconds between reloads of the node registry
 """Seconds between reloads of the access keys kept in the database: `s3compat admin user
 add` needs no restart, and `remove` takes effect within this time."""
 
@@ -55,8 +61,17 @@ class Runtime:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.meta: PgMetadata | None = None
-        self.cluster = NodeCluster(deadline=settings.node_deadline, token=settings.node_token)
+        self.cluster = NodeCluster(
+            deadline=settings.node_deadline,
+            token=settings.node_token,
+            breaker_failures=settings.breaker_failures,
+            breaker_cooldown=settings.breaker_cooldown,
+        )
+        metrics.BREAKERS.source = lambda: {
+            node: breaker.state.value for node, breaker in self.cluster.breakers().items()
+        }
         self.janitor_task: asyncio.Task[None] | None = None
+        self.nodes_task: asyncio.Task[None] | None = None
         self.user_keys_task: asyncio.Task[None] | None = None
         self.master_key: MasterKey | None = None
         if settings.master_key:
@@ -75,7 +90,12 @@ class Runtime:
             stale_write_after=timedelta(seconds=self.settings.stale_write_after),
             retry_after=timedelta(seconds=self.settings.janitor_retry),
             upload_ttl=timedelta(seconds=self.settings.upload_ttl),
+            repairer=self.repairer(),
         )
+
+    def repairer(self) -> Repairer:
+        assert self.meta is not None
+        return Repairer(self.meta, self.cluster)
 
     async def open(self) -> None:
         s = self.settings
@@ -101,6 +121,18 @@ class Runtime:
         self.cluster.update(await self.meta.list_nodes())
         known = {node_id for node_id, _ in s.nodes}
         await self.check_nodes([c for c in self.cluster.all_clients() if c.node_id not in known])
+
+    async def refresh_nodes(self, interval: float) -> None:
+        """Follow the node registry: `s3compat admin node add|drain|remove` reach every
+        gateway within `interval` seconds, without a restart. A failed read keeps the
+        nodes we have."""
+        assert self.meta is not None
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                self.cluster.update(await self.meta.list_nodes())
+            except Exception as exc:
+                log.warning("node registry not reloaded: %r", exc)
 
     async def check_nodes(self, clients: Sequence[NodeClient]) -> None:
         """Refuse to run (SystemExit) if a node belongs to another cluster: it reports
@@ -161,7 +193,7 @@ class Runtime:
             self._refreshing = asyncio.get_running_loop().create_task(refresh())
 
     async def close(self) -> None:
-        for task in (self.user_keys_task, self._refreshing):
+        for task in (self.user_keys_task, self._refreshing, self.nodes_task):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -175,7 +207,12 @@ class Runtime:
             await self.meta.close()
 
     async def health(self) -> tuple[bool, dict[str, object]]:
-        """Database and per-node status, for /-/health. No addresses or secrets."""
+        """Database and per-node status, for /-/health. No addresses or secrets.
+
+        Each node also shows its circuit breaker (`breaker`: closed, open or half-open),
+        read after the check, which may have changed it: a node whose breaker is open
+        answers "unavailable" at once, without waiting for a hung node's deadline.
+        """
         report: dict[str, object] = {}
         ok = True
         try:
@@ -188,17 +225,24 @@ class Runtime:
         results: dict[str, object] = {}
         clients = self.cluster.all_clients()
         checks = await asyncio.gather(*(c.health() for c in clients), return_exceptions=True)
+        breakers = self.cluster.breakers()
         for client, result in zip(clients, checks, strict=True):
+            node: dict[str, object]
             if isinstance(result, BaseException):
                 ok = False
-                results[client.node_id] = {"status": "unavailable", "error": type(result).__name__}
+                node = {"status": "unavailable", "error": type(result).__name__}
             else:
-                results[client.node_id] = {
+                node = {
                     "status": "ok",
                     "used_bytes": result.used_bytes,
                     "free_bytes": result.free_bytes,
                     "chunk_count": result.chunk_count,
                 }
+            breaker = breakers.get(client.node_id)
+            if breaker is not None:
+                node["breaker"] = breaker.state.value
+                node["consecutive_failures"] = breaker.consecutive_failures
+            results[client.node_id] = node
         report["nodes"] = results
         report["status"] = "ok" if ok else "degraded"
         return ok, report
@@ -236,16 +280,54 @@ async def standalone_janitor(settings: Settings) -> AsyncIterator[Janitor]:
         await runtime.close()
 
 
+@contextlib.asynccontextmanager
+async def standalone_runtime(settings: Settings) -> AsyncIterator[Runtime]:
+    """The database and the registered nodes, wired as a gateway's, without the HTTP side
+    (`s3compat admin node`, `s3compat rebalance`)."""
+    runtime = Runtime(settings)
+    try:
+        await runtime.open()
+        yield runtime
+    finally:
+        await runtime.close()
+
+
+@contextlib.asynccontextmanager
+async def standalone_scrubber(
+    settings: Settings, *, rate: float | None, progress: Progress | None
+) -> AsyncIterator[Scrubber]:
+    """A scrubber wired as a gateway's janitor is (`s3compat scrub`)."""
+    runtime = Runtime(settings)
+    try:
+        await runtime.open()
+        assert runtime.meta is not None
+        yield Scrubber(runtime.meta, runtime.cluster, rate=rate, progress=progress)
+    finally:
+        await runtime.close()
+
+
+def codec_from(settings: Settings) -> Codec:
+    """The codec of new blobs, checked: one chunk per node, and a workable quorum."""
+    codec = Codec(settings.ec_k, settings.ec_m, settings.fragment_size)
+    if codec.width != CHUNKS_PER_BLOB:
+        raise ValueError(
+            f"S3COMPAT_EC_K + S3COMPAT_EC_M must be {CHUNKS_PER_BLOB}, not {codec.width}"
+        )
+    quorum = settings.write_quorum
+    if quorum is not None and not codec.k <= quorum <= codec.width:
+        raise ValueError(f"S3COMPAT_WRITE_QUORUM must be between {codec.k} and {codec.width}")
+    if codec.m:
+        check_backend()
+    return codec
+
+
 def create_app(settings: Settings | None = None) -> Starlette:
     """The ASGI app for one gateway process (uvicorn calls this as a factory)."""
     settings = settings or Settings.from_env()
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-    )
+    setup_logging(settings.log_level, settings.log_format)
     runtime = Runtime(settings)
     credentials = credentials_from(settings)
-    codec = Codec(PLAIN_SPLIT.k, PLAIN_SPLIT.m, settings.fragment_size)
+    codec = codec_from(settings)
 
     gateway = Gateway(
         services=None,  # set by the lifespan, once the pool exists
@@ -266,6 +348,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 codec,
                 max_put_size=settings.max_put_size,
                 heartbeat=settings.heartbeat_interval,
+                quorum=settings.write_quorum,
+                hedge=settings.hedge_delay,
+                report=runtime.repairer().report,
             ),
             multipart=MultipartService(
                 runtime.meta,
@@ -273,6 +358,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 codec,
                 min_part_size=settings.min_part_size,
                 heartbeat=settings.heartbeat_interval,
+                quorum=settings.write_quorum,
+                hedge=settings.hedge_delay,
             ),
             region=settings.region,
             body_idle_timeout=settings.body_idle_timeout,
@@ -280,6 +367,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         runtime.janitor_task = asyncio.create_task(
             runtime.janitor().run_forever(settings.janitor_interval)
         )
+        runtime.nodes_task = asyncio.create_task(runtime.refresh_nodes(NODES_REFRESH))
         if runtime.master_key is not None:
             await runtime.load_user_keys(credentials)
             runtime.user_keys_task = asyncio.create_task(

@@ -1,23 +1,26 @@
-"""`s3compat` command line: dev, serve, cleanup, admin."""
+"""`s3compat` command line: dev, serve, cleanup, scrub, rebalance, admin."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import logging
 import os
 import sys
+import time
 from dataclasses import fields
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from s3compat import cli_nodes
+from s3compat.cli_common import add_target, dev_database_url, target_settings
 from s3compat.settings import Settings
 
 if TYPE_CHECKING:
     from s3compat.metadata.keycrypt import MasterKey
     from s3compat.service.janitor import JanitorReport
+    from s3compat.service.scrub import ScrubReport
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -78,17 +81,23 @@ def build_parser() -> argparse.ArgumentParser:
     cleanup.add_argument(
         "--once", action="store_true", help="one pass: print what it removed and exit"
     )
-    target = cleanup.add_mutually_exclusive_group()
-    target.add_argument(
-        "--data-dir",
-        type=Path,
-        help="data directory of a running `s3compat dev` cluster (its cluster.json is read)",
-    )
-    target.add_argument("--database-url", help="PostgreSQL URL (default $DATABASE_URL)")
+    add_target(cleanup)
     cleanup.add_argument(
         "--interval",
         type=float,
         help="seconds between passes without --once (default $S3COMPAT_JANITOR_INTERVAL or 30)",
+    )
+
+    scrub = sub.add_parser(
+        "scrub",
+        help="read every chunk back from its node, verify it, and repair missing or corrupt ones",
+    )
+    add_target(scrub)
+    scrub.add_argument(
+        "--rate",
+        type=float,
+        default=50.0,
+        help="MB/s to read at most, so live traffic keeps its bandwidth (default 50; 0: no limit)",
     )
 
     admin = sub.add_parser("admin", help="manage users and their access keys")
@@ -111,34 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
             help="data directory of a running `s3compat dev` cluster (its cluster.json and "
             "master-key are read); default $DATABASE_URL and $S3COMPAT_MASTER_KEY",
         )
+    cli_nodes.add_parsers(sub, admin_sub)
     return parser
-
-
-def _dev_database_url(data_dir: Path, prog: str = "s3compat cleanup") -> str:
-    """The database of the dev cluster running in `data_dir`, from its cluster.json."""
-    path = data_dir / "cluster.json"
-    try:
-        info = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise SystemExit(
-            f"{prog}: {path} does not exist; is `s3compat dev --data-dir {data_dir}` running?"
-        ) from None
-    except (OSError, ValueError) as exc:
-        raise SystemExit(f"{prog}: cannot read {path}: {exc}") from None
-    url = info.get("database_url") if isinstance(info, dict) else None
-    if not isinstance(url, str) or not url:
-        raise SystemExit(f"{prog}: {path} names no database_url")
-    return url
-
-
-def _dev_node_secrets(data_dir: Path) -> dict[str, str]:
-    """The dev cluster's node token and cluster id, kept in its data dir by `s3compat dev`."""
-    found: dict[str, str] = {}
-    for name, setting in (("node-token", "node_token"), ("cluster-id", "cluster_id")):
-        path = data_dir / name
-        if path.is_file():
-            found[setting] = path.read_text().strip()
-    return found
 
 
 def _report_lines(report: JanitorReport) -> list[str]:
@@ -160,14 +143,8 @@ async def _run_cleanup(settings: Settings, *, once: bool, interval: float) -> No
 
 
 def _cleanup(args: argparse.Namespace) -> int:
-    url = _dev_database_url(args.data_dir) if args.data_dir else args.database_url
-    dev_nodes = _dev_node_secrets(args.data_dir) if args.data_dir else {}
-    settings = Settings.from_env(database_url=url).with_(**dev_nodes)
-    if not settings.database_url:
-        print(
-            "s3compat cleanup: DATABASE_URL is not set (or give --data-dir or --database-url)",
-            file=sys.stderr,
-        )
+    settings = target_settings(args, "s3compat cleanup")
+    if settings is None:
         return 2
     logging.basicConfig(
         stream=sys.stderr,
@@ -185,6 +162,58 @@ def _cleanup(args: argparse.Namespace) -> int:
     return 0
 
 
+def _progress_bar(report: ScrubReport, *, width: int = 30) -> str:
+    done = report.checked / report.total if report.total else 1.0
+    filled = int(done * width)
+    return (
+        f"\r[{'#' * filled}{'.' * (width - filled)}] {report.checked}/{report.total} chunks, "
+        f"{report.bytes_read / 1e6:.0f} MB, {report.missing} missing, {report.corrupt} corrupt"
+    )
+
+
+def _scrub(args: argparse.Namespace) -> int:
+    from s3compat.app import standalone_scrubber
+
+    prog = "s3compat scrub"
+    settings = target_settings(args, prog)
+    if settings is None:
+        return 2
+    logging.basicConfig(
+        stream=sys.stderr,
+        level=logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
+    last = [0.0]
+
+    def progress(report: ScrubReport) -> None:
+        now = time.monotonic()
+        if now - last[0] >= 0.2 or report.checked == report.total:
+            last[0] = now
+            print(_progress_bar(report), end="", file=sys.stderr, flush=True)
+
+    async def run() -> ScrubReport:
+        rate = args.rate * 1e6 if args.rate > 0 else None
+        async with standalone_scrubber(settings, rate=rate, progress=progress) as scrubber:
+            return await scrubber.run()
+
+    try:
+        report = asyncio.run(run())
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:
+        print(f"\n{prog}: failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    print(file=sys.stderr)
+    print(
+        f"checked: {report.checked}\nmissing: {report.missing}\ncorrupt: {report.corrupt}\n"
+        f"unreachable: {report.unreachable}\nrepaired: {report.repaired}\n"
+        f"repair failed: {report.repair_failed}\nstill broken: {report.still_broken}\n"
+        f"bytes read: {report.bytes_read}",
+        flush=True,
+    )
+    return 0 if report.still_broken == 0 else 1
+
+
 def _admin_user(args: argparse.Namespace) -> int:
     """`admin user add|list|remove`: straight to the database (the schema is applied
     first); gateways pick the change up within seconds, without a restart."""
@@ -192,7 +221,7 @@ def _admin_user(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     url, master_text = settings.database_url, settings.master_key
     if args.data_dir is not None:
-        url = _dev_database_url(args.data_dir, prog)
+        url = dev_database_url(args.data_dir, prog)
         key_path = args.data_dir / "master-key"
         try:
             master_text = key_path.read_text().strip()
@@ -330,6 +359,12 @@ def main(argv: list[str] | None = None) -> int:
         return _serve(args)
     if args.command == "cleanup":
         return _cleanup(args)
+    if args.command == "scrub":
+        return _scrub(args)
+    if args.command == "rebalance":
+        return cli_nodes.rebalance(args)
+    if args.command == "admin" and args.admin_command == "node":
+        return cli_nodes.admin_node(args)
     if args.command == "admin":
         return _admin_user(args)
     return 2

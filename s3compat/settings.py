@@ -33,7 +33,18 @@ ENV_VARS = {
     "S3COMPAT_TLS_KEY",
     "S3COMPAT_TLS_KEY": "PEM private key file of S3COMPAT_TLS_CERT",
     "S3COMPAT_FRAGMENT_SIZE": "fragment size F in bytes for new blobs, default 1048576",
+    "S3COMPAT_EC_K": "data fragments per segment (k) for new blobs, default 4",
+    "S3COMPAT_EC_M": "parity fragments per segment (m) for new blobs, default 2; k + m must "
+    "be 6 (one chunk per node); m = 0 is the plain split",
+    "S3COMPAT_WRITE_QUORUM": "chunks that must be stored for a write to commit, default k + 1 "
+    "(all six when m = 0)",
+    "S3COMPAT_HEDGE_DELAY": "seconds a fragment read may take before the reader also asks "
+    "another node, default 0.5",
     "S3COMPAT_NODE_DEADLINE": "seconds a storage-node call may take, default 10",
+    "S3COMPAT_BREAKER_FAILURES": "consecutive failed calls (no answer) that open a node's "
+    "circuit breaker, default 5",
+    "S3COMPAT_BREAKER_COOLDOWN": "seconds an open circuit breaker fails calls at once before "
+    "it lets one trial call through, default 5",
     "S3COMPAT_JANITOR_INTERVAL": "seconds between janitor passes, default 30",
     "S3COMPAT_STALE_WRITE_AFTER": "seconds without heartbeat before a write counts as dead, "
     "default 600",
@@ -45,6 +56,8 @@ ENV_VARS = {
     "S3COMPAT_MAX_PUT_SIZE": "largest single PutObject in bytes, default 5 GiB",
     "S3COMPAT_MIN_PART_SIZE": "smallest multipart part but the last, in bytes, default 5 MiB",
     "S3COMPAT_LOG_LEVEL": "logging level, default INFO",
+    "S3COMPAT_LOG_FORMAT": "text (default) or json: one JSON object per log line, each with "
+    "the request id",
     "S3COMPAT_BODY_IDLE_TIMEOUT": "seconds a request body may send nothing before "
     "RequestTimeout, default 60",
 }
@@ -83,7 +96,13 @@ class Settings:
     tls_cert: str | None = None
     tls_key: str | None = None
     fragment_size: int = 1 << 20
+    ec_k: int = 4
+    ec_m: int = 2
+    write_quorum: int | None = None
+    hedge_delay: float = 0.5
     node_deadline: float = 10.0
+    breaker_failures: int = 5
+    breaker_cooldown: float = 5.0
     janitor_interval: float = 30.0
     stale_write_after: float = 600.0
     delete_grace: float = 300.0
@@ -92,6 +111,7 @@ class Settings:
     max_put_size: int = 5 * 1024**3
     min_part_size: int = 5 * 1024**2
     log_level: str = "INFO"
+    log_format: str = "text"
     body_idle_timeout: float = 60.0
 
     @classmethod
@@ -123,7 +143,13 @@ class Settings:
         take("S3COMPAT_TLS_CERT", "tls_cert")
         take("S3COMPAT_TLS_KEY", "tls_key")
         take("S3COMPAT_FRAGMENT_SIZE", "fragment_size", int)
+        take("S3COMPAT_EC_K", "ec_k", int)
+        take("S3COMPAT_EC_M", "ec_m", int)
+        take("S3COMPAT_WRITE_QUORUM", "write_quorum", int)
+        take("S3COMPAT_HEDGE_DELAY", "hedge_delay", float)
         take("S3COMPAT_NODE_DEADLINE", "node_deadline", float)
+        take("S3COMPAT_BREAKER_FAILURES", "breaker_failures", int)
+        take("S3COMPAT_BREAKER_COOLDOWN", "breaker_cooldown", float)
         take("S3COMPAT_JANITOR_INTERVAL", "janitor_interval", float)
         take("S3COMPAT_STALE_WRITE_AFTER", "stale_write_after", float)
         take("S3COMPAT_DELETE_GRACE", "delete_grace", float)
@@ -132,6 +158,7 @@ class Settings:
         take("S3COMPAT_MAX_PUT_SIZE", "max_put_size", int)
         take("S3COMPAT_MIN_PART_SIZE", "min_part_size", int)
         take("S3COMPAT_LOG_LEVEL", "log_level")
+        take("S3COMPAT_LOG_FORMAT", "log_format")
         take("S3COMPAT_BODY_IDLE_TIMEOUT", "body_idle_timeout", float)
         if env.get("S3COMPAT_NODES"):
             values["nodes"] = parse_nodes(env["S3COMPAT_NODES"])
@@ -161,7 +188,12 @@ class Settings:
             "S3COMPAT_PORT": str(self.port),
             "S3COMPAT_WORKERS": str(self.workers),
             "S3COMPAT_FRAGMENT_SIZE": str(self.fragment_size),
+            "S3COMPAT_EC_K": str(self.ec_k),
+            "S3COMPAT_EC_M": str(self.ec_m),
+            "S3COMPAT_HEDGE_DELAY": str(self.hedge_delay),
             "S3COMPAT_NODE_DEADLINE": str(self.node_deadline),
+            "S3COMPAT_BREAKER_FAILURES": str(self.breaker_failures),
+            "S3COMPAT_BREAKER_COOLDOWN": str(self.breaker_cooldown),
             "S3COMPAT_JANITOR_INTERVAL": str(self.janitor_interval),
             "S3COMPAT_STALE_WRITE_AFTER": str(self.stale_write_after),
             "S3COMPAT_DELETE_GRACE": str(self.delete_grace),
@@ -170,9 +202,11 @@ class Settings:
             "S3COMPAT_MAX_PUT_SIZE": str(self.max_put_size),
             "S3COMPAT_MIN_PART_SIZE": str(self.min_part_size),
             "S3COMPAT_LOG_LEVEL": self.log_level,
+            "S3COMPAT_LOG_FORMAT": self.log_format,
             "S3COMPAT_BODY_IDLE_TIMEOUT": str(self.body_idle_timeout),
         }
         optional = {
+            "S3COMPAT_WRITE_QUORUM": str(self.write_quorum) if self.write_quorum else None,
             "S3COMPAT_NODE_TOKEN": self.node_token,
             "S3COMPAT_CLUSTER_ID": self.cluster_id,
             "S3COMPAT_ACCESS_KEY": self.access_key,

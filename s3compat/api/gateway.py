@@ -1,9 +1,10 @@
 """The HTTP edge: one Starlette endpoint that routes, authenticates and dispatches.
 
-Order per request: reserved paths (`/-/…`, which can never be a bucket) → routing table →
-SigV4 or SigV2 → the operation's handler. Authentication happens before the body is read,
-so `Expect: 100-continue` clients are refused before they send a byte. Every response,
-error or not, carries x-amz-request-id and x-amz-id-2.
+Order per request: reserved paths (`/-/health`, `/-/metrics`: `-` can never be a bucket)
+→ routing table → SigV4 or SigV2 → the operation's handler. Authentication happens before
+the body is read, so `Expect: 100-continue` clients are refused before they send a byte.
+Every response, error or not, carries x-amz-request-id and x-amz-id-2, and is counted in
+the request metrics.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, request_response
 from starlette.types import Lifespan
 
+from s3compat import metrics
 from s3compat.api import sigv4
 from s3compat.api.context import ClientGone, RequestContext, Services
 from s3compat.api.credentials import CredentialStore
@@ -28,6 +30,7 @@ from s3compat.api.errors import as_s3_error, render_error
 from s3compat.api.handlers import buckets, lifecycle, listing, multipart, objects, probes
 from s3compat.api.routing import Op, route
 from s3compat.core import errors
+from s3compat.logs import REQUEST_ID
 
 log = logging.getLogger("s3compat.access")
 
@@ -96,13 +99,18 @@ class Gateway:
 
     async def handle(self, request: Request) -> Response:
         request_id = _request_id()
+        # Not reset on return: uvicorn runs each request in its own task (own context), and
+        # a streamed body's log lines, after this returns, should still carry the id.
+        REQUEST_ID.set(request_id)
         started = time.monotonic()
         raw_path = request.scope.get("raw_path") or request.url.path.encode()
         raw_path_s = raw_path.decode("latin-1")
         raw_query = request.scope.get("query_string", b"").decode("latin-1")
         head = request.method == "HEAD"
+        reserved = False
         try:
-            if raw_path_s.startswith("/-/") and not self._is_virtual_host(request):
+            reserved = raw_path_s.startswith("/-/") and not self._is_virtual_host(request)
+            if reserved:
                 response = await self._reserved(raw_path_s)
             else:
                 response = await self._s3(request, raw_path_s, raw_query, request_id)
@@ -124,6 +132,8 @@ class Gateway:
         response.headers["x-amz-request-id"] = request_id
         response.headers["x-amz-id-2"] = request_id
         op_name = getattr(request.state, "op", "-")
+        if not reserved:  # health checks and scrapes are not S3 traffic
+            _count(request, response, op_name, time.monotonic() - started)
         log.info(
             "%s %s %s %s %d %.1fms",
             request_id,
@@ -146,6 +156,8 @@ class Gateway:
         if path == "/-/health":
             ok, report = await self.health()
             return JSONResponse(report, status_code=200 if ok else 503)
+        if path == "/-/metrics":
+            return Response(metrics.render(), media_type=metrics.CONTENT_TYPE)
         raise errors.NoSuchKey()
 
     async def _s3(
@@ -184,6 +196,18 @@ class Gateway:
             raise errors.ServiceUnavailable()
         ctx = RequestContext(request, found, auth, user, self.services, request_id)
         return await handler(ctx)
+
+
+def _count(request: Request, response: Response, op_name: str, seconds: float) -> None:
+    """Request metrics: by AWS action name (`-` for requests refused before routing)."""
+    metrics.REQUESTS.labels(op_name, str(response.status_code)).inc()
+    metrics.LATENCY.labels(op_name).observe(seconds)
+    sent_in = request.headers.get("content-length", "")
+    if sent_in.isdigit():
+        metrics.BYTES_IN.labels(op_name).inc(int(sent_in))
+    sent_out = response.headers.get("content-length", "")
+    if sent_out.isdigit() and request.method != "HEAD":
+        metrics.BYTES_OUT.labels(op_name).inc(int(sent_out))
 
 
 def build_app(gateway: Gateway, lifespan: Lifespan[Starlette] | None = None) -> Starlette:

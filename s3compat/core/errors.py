@@ -201,6 +201,17 @@ class RequestTimeout(S3Error):
     )
 
 
+class SlowDown(S3Error):
+    """Too few healthy storage nodes to store a write safely; the client should retry."""
+
+    code, status = "SlowDown", 503
+    default_message = "Please reduce your request rate."
+
+    def __init__(self, message: str | None = None, *, retry_after: int = 1, **extra: str) -> None:
+        super().__init__(message, **extra)
+        self.headers["Retry-After"] = str(retry_after)
+
+
 class ServiceUnavailable(S3Error):
     code, status = "ServiceUnavailable", 503
     default_message = "Please reduce your request rate."

@@ -5,6 +5,12 @@ fragments of `ceil(L / k)` bytes each (the last one zero-padded) plus `m` parity
 of the same length. Fragment `i` of every segment is appended to chunk `i`, so all chunks
 of a blob have the same length and a write needs only one segment in memory.
 
+With parity (m > 0) every stored fragment is the erasure coder's: a fixed
+`PARITY_HEADER_SIZE`-byte header, then the payload. The code is systematic, so the payload
+of data fragment i is exactly the i-th slice of the segment and a healthy read needs no
+decoding; any k fragments of a segment rebuild it. The plain split (m = 0) stores bare
+payloads, as blobs written before parity existed do.
+
 Every number here is derived from `(k, m, F)` and the blob size, which is why the codec is
 recorded with every blob: layouts can change later without rewriting old blobs.
 """
@@ -17,6 +23,8 @@ from dataclasses import dataclass
 CHUNKS_PER_BLOB = 6
 DEFAULT_FRAGMENT_SIZE = 1 << 20
 FRAGMENT_SUM_SIZE = 8  # xxh3_64 digest of one stored fragment
+# liberasurecode's fragment header (pyeclib), in front of every fragment of a parity codec.
+PARITY_HEADER_SIZE = 80
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,12 +48,23 @@ class Codec:
     def segment_size(self) -> int:
         return self.k * self.fragment_size
 
+    @property
+    def header_size(self) -> int:
+        """Bytes in front of each stored fragment's payload (the coder's header)."""
+        return PARITY_HEADER_SIZE if self.m else 0
+
     def fragment_len(self, segment_len: int) -> int:
-        """Stored length of every fragment of a segment holding `segment_len` bytes."""
+        """Payload length of every fragment of a segment holding `segment_len` bytes."""
         return -(-segment_len // self.k)
+
+    def stored_len(self, segment_len: int) -> int:
+        """Stored length (header and payload) of every fragment of such a segment."""
+        return self.header_size + self.fragment_len(segment_len)
 
 
 PLAIN_SPLIT = Codec(k=CHUNKS_PER_BLOB, m=0)
+# The default: any two of the six chunks can be lost, at 1.5× storage.
+RS_4_2 = Codec(k=4, m=2)
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,8 +75,8 @@ class FragmentRead:
     index: int  # data fragment index = chunk index
     chunk_offset: int  # where the stored fragment starts inside its chunk
     fragment_len: int  # stored length of the fragment (read it whole to verify its checksum)
-    start: int  # first wanted byte inside the fragment
-    stop: int  # one past the last wanted byte inside the fragment
+    start: int  # first wanted byte inside the stored fragment (after any header)
+    stop: int  # one past the last wanted byte inside the stored fragment
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,12 +92,16 @@ class BlobLayout:
         seg = self.codec.segment_size
         return min(seg, self.size - segment * seg)
 
-    def fragment_len(self, segment: int) -> int:
+    def payload_len(self, segment: int) -> int:
         return self.codec.fragment_len(self.segment_len(segment))
+
+    def fragment_len(self, segment: int) -> int:
+        """Stored length of each fragment of `segment` (header included)."""
+        return self.codec.stored_len(self.segment_len(segment))
 
     def chunk_offset(self, segment: int) -> int:
         """Offset of segment `segment`'s fragment in every chunk: earlier segments are full."""
-        return segment * self.codec.fragment_size
+        return segment * (self.codec.header_size + self.codec.fragment_size)
 
     @property
     def chunk_size(self) -> int:
@@ -98,7 +121,8 @@ class BlobLayout:
         seg_size = self.codec.segment_size
         for segment in range(first // seg_size, last // seg_size + 1):
             base = segment * seg_size
-            flen = self.fragment_len(segment)
+            flen = self.payload_len(segment)
+            header = self.codec.header_size
             lo = max(first, base) - base
             hi = min(last, base + self.segment_len(segment) - 1) - base
             reads = []
@@ -109,9 +133,9 @@ class BlobLayout:
                         segment=segment,
                         index=index,
                         chunk_offset=self.chunk_offset(segment),
-                        fragment_len=flen,
-                        start=max(lo, fbase) - fbase,
-                        stop=min(hi, fbase + flen - 1) - fbase + 1,
+                        fragment_len=header + flen,
+                        start=header + max(lo, fbase) - fbase,
+                        stop=header + min(hi, fbase + flen - 1) - fbase + 1,
                     )
                 )
             yield reads

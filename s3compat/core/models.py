@@ -29,6 +29,7 @@ class ChunkPlacement:
     index: int
     node_id: str
     frag_sums: bytes  # concatenated xxh3_64 digests, one per stored fragment
+    present: bool = True  # False: the write committed without it (queued for repair)
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,9 +95,13 @@ class ListPage:
 
 @dataclass(frozen=True, slots=True)
 class CommittedChunk:
+    """A chunk as the commit records it. A chunk whose node failed during a write that
+    still reached its quorum has no size or checksum (it is missing until repaired), but
+    its fragment digests are known, so the repaired chunk can be verified."""
+
     index: int
-    size: int
-    checksum: bytes
+    size: int | None
+    checksum: bytes | None
     frag_sums: bytes
 
 
@@ -162,3 +167,24 @@ class UploadEntry:
     key: str
     initiated: datetime
     owner: str
+
+
+@dataclass(frozen=True, slots=True)
+class ScrubItem:
+    """A stored chunk of a committed blob, as `s3compat scrub` checks it."""
+
+    blob_id: uuid.UUID
+    index: int
+    node_id: str
+    size: int
+    checksum: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class BlobPlacement:
+    """Where each chunk of a committed blob is, and its recorded checksum (None: missing,
+    awaiting repair), as the rebalancer sees it."""
+
+    blob_id: uuid.UUID
+    nodes: dict[int, str]  # chunk index -> node id
+    checksums: dict[int, bytes | None]

@@ -17,6 +17,7 @@ from s3compat.core.layout import Codec
 from s3compat.core.lifecycle import LifecycleConfiguration
 from s3compat.core.models import (
     Blob,
+    BlobPlacement,
     Bucket,
     CommittedChunk,
     ListEntry,
@@ -25,6 +26,7 @@ from s3compat.core.models import (
     NodeInfo,
     ObjectRecord,
     PartInfo,
+    ScrubItem,
     Upload,
     UploadEntry,
 )
@@ -134,7 +136,14 @@ class NodeDirectory(Protocol):
         ...
 
     def placement(self, key: str, n: int) -> list[str]:
-        """n distinct healthy nodes for `key`, clockwise on the ring."""
+        """n distinct active nodes for `key`: those whose breaker is closed first, in ring
+        order, then any whose breaker is open (their chunks fail at once and are recorded
+        missing, to be repaired)."""
+        ...
+
+    def ring_placement(self, key: str, n: int) -> list[str]:
+        """The n distinct active nodes the ring names for `key`, whatever their breakers
+        say: where the chunks belong (the rebalancer moves them there)."""
         ...
 
     def all_clients(self) -> list[NodeClient]: ...
@@ -262,6 +271,28 @@ class MetadataStore(Protocol):
     async def expired_uploads(
         self, default_ttl: timedelta, limit: int
     ) -> list[tuple[uuid.UUID, str, str]]: ...
+
+    async def mark_chunk_missing(self, blob_id: uuid.UUID, index: int, node_id: str) -> None: ...
+
+    async def chunks_to_repair(self, limit: int) -> list[tuple[uuid.UUID, list[int]]]: ...
+
+    async def chunk_repaired(
+        self, blob_id: uuid.UUID, index: int, node_id: str, size: int, checksum: bytes
+    ) -> bool: ...
+
+    async def chunks_to_scrub(
+        self, after: tuple[uuid.UUID, int], limit: int
+    ) -> list[ScrubItem]: ...
+
+    async def count_chunks_to_scrub(self) -> int: ...
+
+    async def blob_placements(self, after: uuid.UUID, limit: int) -> list[BlobPlacement]: ...
+
+    async def count_committed_blobs(self) -> int: ...
+
+    async def move_chunk(
+        self, blob_id: uuid.UUID, index: int, source: str, target: str
+    ) -> bool: ...
 
     async def abort_stale_writes(self, older_than: timedelta) -> int: ...
 

@@ -28,6 +28,48 @@ INSERT INTO nodes (node_id, address) VALUES ($1, $2)
 ON CONFLICT (node_id) DO UPDATE SET address = excluded.address, updated_at = now()
 """
 LIST_NODES = "SELECT node_id, address, state FROM nodes ORDER BY node_id"
+# `s3compat admin node add`. $1 node_id, $2 address -> row if added
+INSERT_NODE = """
+INSERT INTO nodes (node_id, address) VALUES ($1, $2) ON CONFLICT (node_id) DO NOTHING
+RETURNING node_id
+"""
+# $1 node_id, $2 state -> row if the node exists
+SET_NODE_STATE = """
+UPDATE nodes SET state = $2, updated_at = now() WHERE node_id = $1 RETURNING node_id
+"""
+# A node is removed only once no chunk row names it. $1 node_id -> row if removed
+DELETE_EMPTY_NODE = """
+DELETE FROM nodes WHERE node_id = $1
+  AND NOT EXISTS (SELECT 1 FROM chunks WHERE node_id = $1)
+RETURNING node_id
+"""
+# -> (node_id, chunks) for every node that holds chunk rows
+CHUNKS_PER_NODE = "SELECT node_id, count(*) AS chunks FROM chunks GROUP BY node_id"
+
+# --- rebalance ------------------------------------------------------------------------
+
+# The chunks of committed blobs, a page of blobs at a time. $1 after blob_id, $2 limit
+BLOB_PLACEMENTS = """
+SELECT c.blob_id,
+       array_agg(c.idx ORDER BY c.idx) AS idx,
+       array_agg(c.node_id ORDER BY c.idx) AS node_ids,
+       array_agg(c.checksum ORDER BY c.idx) AS checksums
+FROM chunks c JOIN blobs b USING (blob_id)
+WHERE b.state = 'committed' AND c.blob_id > $1
+GROUP BY c.blob_id
+ORDER BY c.blob_id
+LIMIT $2
+"""
+COUNT_COMMITTED_BLOBS = "SELECT count(*) FROM blobs WHERE state = 'committed'"
+# A chunk copied to its new node now lives there. Only if nothing moved it meanwhile and
+# the blob is still committed. $1 blob_id, $2 idx, $3 from node, $4 to node -> 1 row
+MOVE_CHUNK = """
+UPDATE chunks c SET node_id = $4
+FROM blobs b
+WHERE c.blob_id = $1 AND c.idx = $2 AND c.node_id = $3
+  AND b.blob_id = c.blob_id AND b.state = 'committed'
+RETURNING c.blob_id
+"""
 
 # --- buckets --------------------------------------------------------------------------
 
@@ -93,7 +135,8 @@ GET_BLOB = """
 SELECT b.blob_id, b.k, b.m, b.fragment_size, b.size,
        array_agg(c.idx ORDER BY c.idx) AS idx,
        array_agg(c.node_id ORDER BY c.idx) AS node_ids,
-       array_agg(c.frag_sums ORDER BY c.idx) AS frag_sums
+       array_agg(c.frag_sums ORDER BY c.idx) AS frag_sums,
+       array_agg(c.size IS NOT NULL ORDER BY c.idx) AS present
 FROM blobs b JOIN chunks c USING (blob_id)
 WHERE b.blob_id = $1 AND b.state IN ('committed', 'deleting')
 GROUP BY b.blob_id
@@ -162,6 +205,46 @@ WHERE bucket = $1
   AND ($4::text IS NULL OR key < $4::text)
 ORDER BY key
 LIMIT $5
+"""
+
+# --- repair ---------------------------------------------------------------------------
+
+# A chunk found missing or corrupt: it loses its size and checksum, which is how a chunk of
+# a committed blob is marked for repair (a write that lost a node records it the same way).
+# $1 blob_id, $2 idx, $3 node_id (only the copy that was found bad)
+MARK_CHUNK_MISSING = """
+UPDATE chunks SET size = NULL, checksum = NULL
+WHERE blob_id = $1 AND idx = $2 AND node_id = $3
+"""
+# Chunks of committed blobs waiting for repair, a blob at a time. $1 limit (blobs)
+CHUNKS_TO_REPAIR = """
+SELECT c.blob_id, array_agg(c.idx ORDER BY c.idx) AS idx
+FROM chunks c JOIN blobs b USING (blob_id)
+WHERE b.state = 'committed' AND c.size IS NULL
+GROUP BY c.blob_id
+ORDER BY min(b.created_at)
+LIMIT $1
+"""
+# The repaired chunk is back. Only while the blob is still committed: otherwise the caller
+# deletes what it wrote. $1 blob_id, $2 idx, $3 node_id, $4 size, $5 checksum -> 1 row
+CHUNK_REPAIRED = """
+UPDATE chunks c SET node_id = $3, size = $4, checksum = $5
+FROM blobs b
+WHERE c.blob_id = $1 AND c.idx = $2 AND b.blob_id = c.blob_id AND b.state = 'committed'
+RETURNING c.blob_id
+"""
+# Every stored chunk of committed blobs, in pages, for `s3compat scrub`.
+# $1 after (blob_id, idx) as blob_id, $2 idx, $3 limit
+CHUNKS_TO_SCRUB = """
+SELECT c.blob_id, c.idx, c.node_id, c.size, c.checksum
+FROM chunks c JOIN blobs b USING (blob_id)
+WHERE b.state = 'committed' AND c.size IS NOT NULL AND (c.blob_id, c.idx) > ($1, $2)
+ORDER BY c.blob_id, c.idx
+LIMIT $3
+"""
+COUNT_CHUNKS_TO_SCRUB = """
+SELECT count(*) FROM chunks c JOIN blobs b USING (blob_id)
+WHERE b.state = 'committed' AND c.size IS NOT NULL
 """
 
 # --- janitor --------------------------------------------------------------------------

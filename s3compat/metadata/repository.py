@@ -17,6 +17,7 @@ from s3compat.core.layout import Codec
 from s3compat.core.lifecycle import LifecycleConfiguration
 from s3compat.core.models import (
     Blob,
+    BlobPlacement,
     Bucket,
     ChunkPlacement,
     CommittedChunk,
@@ -27,6 +28,7 @@ from s3compat.core.models import (
     ObjectPart,
     ObjectRecord,
     PartInfo,
+    ScrubItem,
     Upload,
     UploadEntry,
 )
@@ -126,6 +128,36 @@ class PgMetadata:
     async def upsert_node(self, node_id: str, address: str) -> None:
         await self._execute(queries.UPSERT_NODE, node_id, address)
 
+    async def add_node(self, node_id: str, address: str) -> bool:
+        return await self._fetchrow(queries.INSERT_NODE, node_id, address) is not None
+
+    async def set_node_state(self, node_id: str, state: str) -> bool:
+        return await self._fetchrow(queries.SET_NODE_STATE, node_id, state) is not None
+
+    async def remove_empty_node(self, node_id: str) -> bool:
+        return await self._fetchrow(queries.DELETE_EMPTY_NODE, node_id) is not None
+
+    async def chunks_per_node(self) -> dict[str, int]:
+        return {r["node_id"]: r["chunks"] for r in await self._fetch(queries.CHUNKS_PER_NODE)}
+
+    async def blob_placements(self, after: uuid.UUID, limit: int) -> list[BlobPlacement]:
+        rows = await self._fetch(queries.BLOB_PLACEMENTS, after, limit)
+        return [
+            BlobPlacement(
+                r["blob_id"],
+                dict(zip(r["idx"], r["node_ids"], strict=True)),
+                dict(zip(r["idx"], r["checksums"], strict=True)),
+            )
+            for r in rows
+        ]
+
+    async def count_committed_blobs(self) -> int:
+        rows = await self._fetch(queries.COUNT_COMMITTED_BLOBS)
+        return int(rows[0][0])
+
+    async def move_chunk(self, blob_id: uuid.UUID, index: int, source: str, target: str) -> bool:
+        return await self._fetchrow(queries.MOVE_CHUNK, blob_id, index, source, target) is not None
+
     async def list_nodes(self) -> list[NodeInfo]:
         rows = await self._fetch(queries.LIST_NODES)
         return [NodeInfo(r["node_id"], r["address"], r["state"]) for r in rows]
@@ -191,8 +223,10 @@ class PgMetadata:
         if row is None:
             return None
         chunks = tuple(
-            ChunkPlacement(index=i, node_id=n, frag_sums=f or b"")
-            for i, n, f in zip(row["idx"], row["node_ids"], row["frag_sums"], strict=True)
+            ChunkPlacement(index=i, node_id=n, frag_sums=f or b"", present=p)
+            for i, n, f, p in zip(
+                row["idx"], row["node_ids"], row["frag_sums"], row["present"], strict=True
+            )
         )
         return Blob(
             blob_id=row["blob_id"],
@@ -360,6 +394,31 @@ class PgMetadata:
     ) -> list[ListEntry]:
         rows = await self._fetch(queries.LIST_KEYS, bucket, after, at_least, below, limit)
         return [ListEntry(r["key"], r["size"], r["etag"], r["last_modified"]) for r in rows]
+
+    # --- repair ---------------------------------------------------------------------
+
+    async def mark_chunk_missing(self, blob_id: uuid.UUID, index: int, node_id: str) -> None:
+        await self._execute(queries.MARK_CHUNK_MISSING, blob_id, index, node_id)
+
+    async def chunks_to_repair(self, limit: int) -> list[tuple[uuid.UUID, list[int]]]:
+        rows = await self._fetch(queries.CHUNKS_TO_REPAIR, limit)
+        return [(r["blob_id"], list(r["idx"])) for r in rows]
+
+    async def chunk_repaired(
+        self, blob_id: uuid.UUID, index: int, node_id: str, size: int, checksum: bytes
+    ) -> bool:
+        row = await self._fetchrow(queries.CHUNK_REPAIRED, blob_id, index, node_id, size, checksum)
+        return row is not None
+
+    async def chunks_to_scrub(self, after: tuple[uuid.UUID, int], limit: int) -> list[ScrubItem]:
+        rows = await self._fetch(queries.CHUNKS_TO_SCRUB, after[0], after[1], limit)
+        return [
+            ScrubItem(r["blob_id"], r["idx"], r["node_id"], r["size"], r["checksum"]) for r in rows
+        ]
+
+    async def count_chunks_to_scrub(self) -> int:
+        rows = await self._fetch(queries.COUNT_CHUNKS_TO_SCRUB)
+        return int(rows[0][0])
 
     # --- janitor --------------------------------------------------------------------
 

@@ -9,8 +9,9 @@ sees grpc types.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from typing import Any, NoReturn, TypeVar
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, NoReturn, TypeVar, cast
 
 import grpc
 
@@ -29,18 +30,29 @@ from s3compat.core.ports import (
     NodeUnavailable,
     StoredChunk,
 )
+from s3compat.nodes.breaker import (
+    DEFAULT_RETRY,
+    CircuitBreaker,
+    RetryPolicy,
+    call_with_retries,
+    is_transport_failure,
+    never_opens,
+)
 
 _T = TypeVar("_T")
 
 DEFAULT_DEADLINE = 10.0
-"""Seconds allowed for each unary call (DeleteChunk, Stat, Health)."""
+"""Seconds a node call may take (S3COMPAT_NODE_DEADLINE): a unary call or a chunk range
+read in all, retries included; each step of a chunk stream."""
+
+_EOF: object = grpc.aio.EOF  # type: ignore[attr-defined]  # (missing from grpc-stubs)
 
 CHANNEL_OPTIONS: list[tuple[str, int]] = [
     ("grpc.max_send_message_length", wire.MAX_MESSAGE_BYTES),
     ("grpc.max_receive_message_length", wire.MAX_MESSAGE_BYTES),
-    # Streams have no overall deadline (a chunk may be gigabytes), so a dead peer must be
-    # detected by the transport: ping every 20 s, give up on the connection after 10 s
-    # without an answer, which fails every call on it with UNAVAILABLE.
+    # Calls have deadlines (streams per step), but a dead peer should also be detected by
+    # the transport, for every call on the connection at once: ping every 20 s, give up
+    # on the connection after 10 s without an answer, which fails its calls UNAVAILABLE.
     ("grpc.keepalive_time_ms", 20_000),
     ("grpc.keepalive_timeout_ms", 10_000),
     # grpcio 1.85 times every ping (keepalive included) out after this, default 60 s.
@@ -90,35 +102,59 @@ def node_error(node_id: str, err: grpc.aio.AioRpcError) -> NodeError:
 
 
 class GrpcChunkWriter:
-    """Streams one chunk: header, ≤1 MiB data frames, trailer with size and checksum."""
+    """Streams one chunk: header, ≤1 MiB data frames, trailer with size and checksum.
 
-    def __init__(self, node_id: str, call: grpc.aio.StreamUnaryCall[Any, Any]) -> None:
+    Every step is bounded by the deadline: a frame the node does not take within it (flow
+    control stalls when a node hangs, e.g. SIGSTOP) and a trailer it does not confirm within
+    it fail with NodeUnavailable, so a hung node costs a write one deadline, never more.
+    A whole chunk has no overall deadline: it may be gigabytes.
+    """
+
+    def __init__(
+        self,
+        node_id: str,
+        call: grpc.aio.StreamUnaryCall[Any, Any],
+        deadline: float = DEFAULT_DEADLINE,
+    ) -> None:
         self._node_id = node_id
         self._call = call
+        self._deadline = deadline
         self._hasher = wire.chunk_hasher()
         self._size = 0
         self._closed = False
+        # Set once the node accepted the header: later failures and the final success are
+        # reported to the node's breaker (the header's outcome is reported by the opener).
+        self.breaker: CircuitBreaker | None = None
+
+    def _report(self, exc: NodeError | None) -> None:
+        if self.breaker is not None:
+            self.breaker.outcome(exc)
+
+    def _stalled(self, what: str) -> NodeUnavailable:
+        self._closed = True
+        self._call.cancel()
+        return NodeUnavailable(self._node_id, f"{what} within {self._deadline:g}s")
 
     async def _send(self, frame: wire.StoreRequest) -> None:
         try:
-            await self._call.write(frame)
+            async with asyncio.timeout(self._deadline):
+                await self._call.write(frame)
+        except TimeoutError:
+            raise self._stalled("the node took no data") from None
         except (asyncio.InvalidStateError, grpc.aio.AioRpcError):
             # The call ended: the node refused, failed, or the connection broke. Its
             # final status says which (the write's own error can be a bare INTERNAL).
             self._closed = True
             await self._raise_outcome()
 
-    async def _accepted(self, deadline: float) -> None:
+    async def _accepted(self) -> None:
         """Wait for the node to acknowledge the header (initial metadata) or refuse it.
 
         Nothing is streamed before that, so a refusal (bad id, no space for a temp file)
-        arrives as a clean status: gRPC can garble a status that races a write.
+        arrives as a clean status: gRPC can garble a status that races a write. The caller
+        bounds the wait.
         """
-        try:
-            metadata = await asyncio.wait_for(self._call.initial_metadata(), deadline)
-        except TimeoutError:
-            self._call.cancel()
-            raise NodeUnavailable(self._node_id, "no answer to the chunk header") from None
+        metadata = await self._call.initial_metadata()
         key, value = wire.HEADER_ACCEPTED
         if metadata is None or metadata.get(key) != value:
             self._closed = True
@@ -126,7 +162,10 @@ class GrpcChunkWriter:
 
     async def _raise_outcome(self) -> NoReturn:
         try:
-            await self._call
+            async with asyncio.timeout(self._deadline):
+                await self._call
+        except TimeoutError:
+            raise self._stalled("the node reported no outcome") from None
         except grpc.aio.AioRpcError as err:
             raise node_error(self._node_id, err) from err
         raise NodeError(self._node_id, "node ended the chunk stream early")
@@ -137,14 +176,27 @@ class GrpcChunkWriter:
 
     async def write(self, data: bytes | memoryview) -> None:
         self._check_open()
-        for frame in wire.store_data_frames(data):
-            # Hash exactly the frames sent, so the trailer describes what the node received.
-            self._hasher.update(frame)
-            self._size += len(frame)
-            await self._send(frame)
+        try:
+            for frame in wire.store_data_frames(data):
+                # Hash exactly the frames sent, so the trailer describes what the node got.
+                self._hasher.update(frame)
+                self._size += len(frame)
+                await self._send(frame)
+        except NodeError as exc:
+            self._report(exc)
+            raise
 
     async def finish(self) -> StoredChunk:
         self._check_open()
+        try:
+            stored = await self._finish()
+        except NodeError as exc:
+            self._report(exc)
+            raise
+        self._report(None)
+        return stored
+
+    async def _finish(self) -> StoredChunk:
         checksum = self._hasher.digest()
         trailer = pb.ChunkTrailer(size=self._size, checksum=checksum)
         await self._send(pb.StoreChunkRequest(trailer=trailer))
@@ -153,8 +205,12 @@ class GrpcChunkWriter:
             await self._call.done_writing()
         except (asyncio.InvalidStateError, grpc.aio.AioRpcError):
             await self._raise_outcome()
+        # The node verifies, fsyncs and renames before it answers: one deadline for that.
         try:
-            response = await self._call
+            async with asyncio.timeout(self._deadline):
+                response = await self._call
+        except TimeoutError:
+            raise self._stalled("the node did not confirm the chunk") from None
         except grpc.aio.AioRpcError as err:
             raise node_error(self._node_id, err) from err
         if response.size != self._size or response.checksum != checksum:
@@ -167,7 +223,13 @@ class GrpcChunkWriter:
 
 
 class GrpcNodeClient:
-    """One node, one channel. Unary calls get a deadline; streams rely on keepalive.
+    """One node, one channel, one circuit breaker.
+
+    Every call has a deadline (`deadline` seconds): unary calls and read_chunk as a whole,
+    retries included; streams per step (each frame must move within it). Idempotent calls
+    retry transport failures (`retry`, see breaker.py); writes never do. Every call goes
+    through `breaker`: while it is open, calls fail at once with NodeUnavailable (NodeCluster
+    gives each node one; a client made without one never refuses a call).
 
     Every call carries `token` (the cluster's shared secret) as `authorization: Bearer`.
     """
@@ -180,10 +242,16 @@ class GrpcNodeClient:
         token: str | None = None,
         deadline: float = DEFAULT_DEADLINE,
         options: list[tuple[str, int]] | None = None,
+        breaker: CircuitBreaker | None = None,
+        retry: RetryPolicy = DEFAULT_RETRY,
     ) -> None:
         self.node_id = node_id
         self.address = address
         self.deadline = deadline
+        # Without a breaker of its own (a one-off client), failures are counted but calls
+        # are never refused.
+        self.breaker = breaker if breaker is not None else never_opens(node_id)
+        self.retry = retry
         self._metadata = call_metadata(token)
         self._channel = grpc.aio.insecure_channel(address, options=options or CHANNEL_OPTIONS)
         channel = self._channel
@@ -216,52 +284,154 @@ class GrpcNodeClient:
     def __repr__(self) -> str:
         return f"GrpcNodeClient({self.node_id!r}, {self.address!r})"
 
+    async def _retried(self, attempt: Callable[[float], Awaitable[_T]]) -> _T:
+        return await call_with_retries(
+            self.breaker, attempt, budget=self.deadline, policy=self.retry
+        )
+
     async def _unary(self, method: grpc.aio.UnaryUnaryMultiCallable[Any, _T], request: Any) -> _T:
-        try:
-            return await method(request, timeout=self.deadline, metadata=self._metadata)
-        except grpc.aio.AioRpcError as err:
-            raise node_error(self.node_id, err) from err
+        """One idempotent unary call: retried, each try given what is left of the deadline."""
+
+        async def attempt(left: float) -> _T:
+            try:
+                return await method(request, timeout=left, metadata=self._metadata)
+            except grpc.aio.AioRpcError as err:
+                raise node_error(self.node_id, err) from err
+
+        return await self._retried(attempt)
 
     async def open_chunk_writer(self, chunk_id: str) -> GrpcChunkWriter:
-        """Start a chunk stream; returns once the node has accepted the header."""
-        writer = GrpcChunkWriter(self.node_id, self._store(None, metadata=self._metadata))
+        """Start a chunk stream; returns once the node has accepted the header.
+
+        Not retried (a write's lost chunk is the writer's business), but admitted by the
+        breaker and bounded by the deadline.
+        """
+        trial = self.breaker.admit()
+        writer: GrpcChunkWriter | None = None
         try:
-            await writer._send(pb.StoreChunkRequest(header=pb.ChunkHeader(chunk_id=chunk_id)))
-            await writer._accepted(self.deadline)
-        except BaseException:
-            await writer.abort()
+            call = self._store(None, metadata=self._metadata)
+            writer = GrpcChunkWriter(self.node_id, call, self.deadline)
+            try:
+                async with asyncio.timeout(self.deadline):
+                    await writer._send(
+                        pb.StoreChunkRequest(header=pb.ChunkHeader(chunk_id=chunk_id))
+                    )
+                    await writer._accepted()
+            except TimeoutError:
+                raise writer._stalled("no answer to the chunk header") from None
+        except BaseException as exc:
+            self.breaker.outcome(exc, trial)
+            if writer is not None:
+                await writer.abort()
             raise
+        self.breaker.succeeded(trial)
+        writer.breaker = self.breaker
         return writer
 
-    async def _frames(
-        self, chunk_id: str, offset: int, length: int | None
-    ) -> AsyncIterator[memoryview]:
+    def _request(self, chunk_id: str, offset: int, length: int | None) -> pb.RetrieveChunkRequest:
         request = pb.RetrieveChunkRequest(chunk_id=chunk_id, offset=offset)
         if length is not None:
             request.length = length
-        call = self._retrieve(request, metadata=self._metadata)
+        return request
+
+    async def _next_frame(
+        self, call: grpc.aio.UnaryStreamCall[Any, Any], idle: float | None
+    ) -> memoryview | None:
+        """The next frame of a RetrieveChunk stream, None at its end; NodeError on failure."""
         try:
-            async for frame in call:
-                yield frame
+            if idle is None:
+                frame = await call.read()
+            else:
+                async with asyncio.timeout(idle):
+                    frame = await call.read()
+        except TimeoutError:
+            call.cancel()
+            raise NodeUnavailable(
+                self.node_id, "the chunk stream stalled past its deadline"
+            ) from None
         except grpc.aio.AioRpcError as err:
             raise node_error(self.node_id, err) from err
-        finally:
-            call.cancel()  # no-op when complete; frees the stream if the reader stopped early
+        if frame is _EOF:
+            return None
+        return cast(memoryview, frame)
 
     async def read_chunk(self, chunk_id: str, offset: int, length: int) -> bytes:
-        frames = [frame async for frame in self._frames(chunk_id, offset, length)]
-        data = b"".join(frames)
-        if len(data) != length:
-            raise NodeError(self.node_id, f"asked for {length} bytes, got {len(data)}")
-        return data
+        """One bounded range: the whole read, retries included, within the deadline."""
+
+        async def attempt(left: float) -> bytes:
+            call = self._retrieve(
+                self._request(chunk_id, offset, length), timeout=left, metadata=self._metadata
+            )
+            try:
+                frames = []
+                while (frame := await self._next_frame(call, None)) is not None:
+                    frames.append(frame)
+            finally:
+                call.cancel()  # no-op when complete
+            data = b"".join(frames)
+            if len(data) != length:
+                raise NodeError(self.node_id, f"asked for {length} bytes, got {len(data)}")
+            return data
+
+        return await self._retried(attempt)
 
     async def stream_chunk(
         self, chunk_id: str, offset: int = 0, length: int | None = None
     ) -> AsyncIterator[bytes]:
-        # The port promises bytes, which costs one copy per frame here; read_chunk
-        # joins the uncopied views directly.
-        async for frame in self._frames(chunk_id, offset, length):
-            yield bytes(frame)
+        """A range of any size, frame by frame.
+
+        No overall deadline (a chunk may be gigabytes), but no progress for a deadline fails
+        it: every frame must come within the deadline of the previous one, retries and
+        backoff included. A transport failure resumes the stream after the last byte
+        yielded (reads are idempotent), as the breaker and the retry policy allow.
+        """
+        clock = time.monotonic
+        position, left = offset, length
+        end = clock() + self.deadline  # moves on with every frame
+        retry = 0
+        while True:
+            trial = self.breaker.admit()
+            answered = False  # the breaker has been told the node answers
+            failure: NodeError | None = None
+            call = self._retrieve(self._request(chunk_id, position, left), metadata=self._metadata)
+            try:
+                while True:
+                    try:
+                        frame = await self._next_frame(call, max(0.0, end - clock()))
+                    except BaseException as exc:
+                        self.breaker.outcome(exc, trial and not answered)
+                        answered = True
+                        if not isinstance(exc, NodeError) or not is_transport_failure(exc):
+                            raise
+                        failure = exc
+                        break
+                    if not answered:
+                        self.breaker.succeeded(trial)
+                        answered = True
+                    if frame is None:
+                        return
+                    end = clock() + self.deadline
+                    retry = 0
+                    position += len(frame)
+                    if left is not None:
+                        left -= len(frame)
+                    # The port promises bytes, which costs one copy per frame here;
+                    # read_chunk joins the uncopied views directly.
+                    yield bytes(frame)
+            finally:
+                call.cancel()  # no-op when complete; frees the stream if the reader stopped
+                if not answered:
+                    self.breaker.released(trial)
+            assert failure is not None
+            if left == 0:
+                return  # everything arrived; only the end of the stream was lost
+            retry += 1
+            if retry >= self.retry.attempts or not self.breaker.closed:
+                raise failure
+            delay = self.retry.backoff(retry)
+            if clock() + delay >= end:
+                raise failure
+            await asyncio.sleep(delay)
 
     async def delete_chunk(self, chunk_id: str) -> bool:
         response = await self._unary(self._delete, pb.DeleteChunkRequest(chunk_id=chunk_id))

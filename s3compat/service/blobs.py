@@ -17,21 +17,16 @@ import logging
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from typing import Any
 
 import xxhash
 
+from s3compat import metrics
 from s3compat.core import checksums, errors
-from s3compat.core.layout import (
-    CHUNKS_PER_BLOB,
-    FRAGMENT_SUM_SIZE,
-    BlobLayout,
-    Codec,
-    FragmentRead,
-    chunk_id,
-    split_segment,
-)
-from s3compat.core.models import Blob, CommittedChunk
-from s3compat.core.ports import ChunkWriter, MetadataStore, NodeDirectory, NodeError
+from s3compat.core.layout import BlobLayout, Codec, chunk_id
+from s3compat.core.models import CommittedChunk
+from s3compat.core.ports import ChunkWriter, MetadataStore, NodeDirectory, NodeError, StoredChunk
+from s3compat.service.erasure import ErasureCoder
 
 log = logging.getLogger(__name__)
 
@@ -117,8 +112,20 @@ class _Digests:
             self.checksum.update(data)
 
 
+def default_quorum(codec: Codec) -> int:
+    """Chunks that must be stored for a write to commit: k + 1 with parity (one more than
+    the minimum to read it back, so one further loss before repair loses nothing), every
+    chunk without."""
+    return min(codec.k + 1, codec.width) if codec.m else codec.width
+
+
 class BlobWriter:
-    """Writes one blob. Use `write_blob` rather than this class directly."""
+    """Writes one blob. Use `write_blob` rather than this class directly.
+
+    A node that fails during the write loses only its chunk: the others carry on, and the
+    blob commits if at least `quorum` chunks were stored. The missing ones are recorded
+    without a size (queued for repair). Below the quorum the write fails with SlowDown.
+    """
 
     def __init__(
         self,
@@ -128,25 +135,62 @@ class BlobWriter:
         checks: BodyChecks,
         *,
         heartbeat: float = HEARTBEAT_SECONDS,
+        quorum: int | None = None,
     ) -> None:
         self.meta = meta
         self.heartbeat = heartbeat
         self.nodes = nodes
         self.codec = codec
+        self.coder = ErasureCoder(codec)
+        self.quorum = quorum if quorum is not None else default_quorum(codec)
         self.blob_id = uuid.uuid4()
         self.placement: list[str] = []
-        self.writers: list[ChunkWriter] = []
+        self.writers: list[ChunkWriter | None] = []  # None: that chunk's node failed
         self.frag_sums: list[list[bytes]] = [[] for _ in range(codec.width)]
         self.checks = checks
         self.digests = _Digests(checks.sha256_hex is not None, checks.checksum_algorithm)
         self.size = 0
 
-    async def _store_segment(self, segment: bytes | bytearray) -> None:
-        await asyncio.to_thread(self.digests.update, segment)
-        fragments = split_segment(self.codec, segment)
+    def _encode(self, segment: bytes | bytearray) -> list[bytes | memoryview]:
+        self.digests.update(segment)
+        fragments = self.coder.encode(segment)
         for i, frag in enumerate(fragments):
             self.frag_sums[i].append(xxhash.xxh3_64_digest(frag))
-        await asyncio.gather(*(w.write(f) for w, f in zip(self.writers, fragments, strict=True)))
+        return fragments
+
+    def _lost(self, index: int, exc: BaseException) -> None:
+        """Chunk `index` failed: carry on without it if the quorum still holds."""
+        writer = self.writers[index]
+        self.writers[index] = None
+        metrics.CHUNKS_LOST_ON_WRITE.inc()
+        log.warning("blob %s: chunk %d lost during write: %s", self.blob_id.hex, index, exc)
+        if writer is not None:
+            task = asyncio.ensure_future(writer.abort())
+            task.add_done_callback(lambda t: t.cancelled() or t.exception())
+        alive = sum(w is not None for w in self.writers)
+        if alive < self.quorum:
+            raise errors.SlowDown(
+                f"Only {alive} storage nodes took the write; {self.quorum} are needed."
+            ) from exc
+
+    async def _each(self, calls: list[tuple[int, Any]]) -> list[tuple[int, Any]]:
+        """Await one call per live chunk; failures lose their chunk (see `_lost`)."""
+        results = await asyncio.gather(*(c for _, c in calls), return_exceptions=True)
+        out = []
+        for (index, _), result in zip(calls, results, strict=True):
+            if isinstance(result, NodeError):
+                self._lost(index, result)
+            elif isinstance(result, BaseException):
+                raise result
+            else:
+                out.append((index, result))
+        return out
+
+    async def _store_segment(self, segment: bytes | bytearray) -> None:
+        fragments = await asyncio.to_thread(self._encode, segment)
+        await self._each(
+            [(i, w.write(fragments[i])) for i, w in enumerate(self.writers) if w is not None]
+        )
 
     async def run(self, body: AsyncIterator[bytes]) -> WrittenBlob:
         """Store the body, verify it against the client's claims, and return the blob.
@@ -155,20 +199,29 @@ class BlobWriter:
         """
         max_size = self.checks.max_size
         hexid = self.blob_id.hex
-        self.placement = self.nodes.placement(hexid, CHUNKS_PER_BLOB)
+        self.placement = self.nodes.placement(hexid, self.codec.width)
         await self.meta.begin_blob(self.blob_id, self.codec, self.placement)
         heartbeat = asyncio.create_task(self._heartbeat())
         # One segment is sent while the next one is received: two in memory at most.
         in_flight: asyncio.Task[None] | None = None
         try:
-            self.writers = list(
-                await asyncio.gather(
-                    *(
-                        self.nodes.client(node).open_chunk_writer(chunk_id(hexid, i))
-                        for i, node in enumerate(self.placement)
-                    )
-                )
+            self.writers = [None] * len(self.placement)
+            opened = await asyncio.gather(
+                *(
+                    self.nodes.client(node).open_chunk_writer(chunk_id(hexid, i))
+                    for i, node in enumerate(self.placement)
+                ),
+                return_exceptions=True,
             )
+            for i, result in enumerate(opened):
+                if isinstance(result, BaseException):
+                    if not isinstance(result, NodeError):
+                        raise result
+                else:
+                    self.writers[i] = result
+            for i, result in enumerate(opened):
+                if isinstance(result, NodeError):
+                    self._lost(i, result)
             seg_size = self.codec.segment_size
             buf = bytearray()
             async for piece in body:
@@ -193,7 +246,11 @@ class BlobWriter:
             self.checks.verify(self.size, self.digests.md5.digest(), sha)
             extra = self.digests.checksum
             self.checks.verify_checksum(extra.digest() if extra is not None else None)
-            stored = await asyncio.gather(*(w.finish() for w in self.writers))
+            stored: dict[int, StoredChunk] = dict(
+                await self._each(
+                    [(i, w.finish()) for i, w in enumerate(self.writers) if w is not None]
+                )
+            )
         except BaseException:
             if in_flight is not None and not in_flight.done():
                 in_flight.cancel()
@@ -205,12 +262,18 @@ class BlobWriter:
             heartbeat.cancel()
         expected = BlobLayout(self.codec, self.size).chunk_size
         chunks = []
-        for i, result in enumerate(stored):
-            if result.size != expected:
+        for i in range(self.codec.width):
+            done = stored.get(i)
+            if done is not None and done.size != expected:
                 await self._abort()
-                raise errors.InternalError(f"chunk {i} stored {result.size} bytes, not {expected}")
+                raise errors.InternalError(f"chunk {i} stored {done.size} bytes, not {expected}")
             chunks.append(
-                CommittedChunk(i, result.size, result.checksum, b"".join(self.frag_sums[i]))
+                CommittedChunk(
+                    i,
+                    done.size if done is not None else None,
+                    done.checksum if done is not None else None,
+                    b"".join(self.frag_sums[i]),
+                )
             )
         extra = self.digests.checksum
         return WrittenBlob(
@@ -235,6 +298,8 @@ class BlobWriter:
 
         async def cleanup() -> None:
             for w in self.writers:
+                if w is None:
+                    continue
                 with contextlib.suppress(Exception):
                     await w.abort()
             try:
@@ -258,60 +323,10 @@ async def write_blob(
     checks: BodyChecks,
     *,
     heartbeat: float = HEARTBEAT_SECONDS,
+    quorum: int | None = None,
 ) -> tuple[BlobWriter, WrittenBlob]:
-    writer = BlobWriter(meta, nodes, codec, checks, heartbeat=heartbeat)
+    writer = BlobWriter(meta, nodes, codec, checks, heartbeat=heartbeat, quorum=quorum)
     return writer, await writer.run(body)
-
-
-class BlobReader:
-    """Reads byte ranges of a committed blob, verifying every fragment it fetches."""
-
-    def __init__(self, nodes: NodeDirectory, blob: Blob) -> None:
-        self.nodes = nodes
-        self.blob = blob
-        self.hexid = blob.blob_id.hex
-
-    async def _fragment(self, read: FragmentRead) -> bytes:
-        placement = self.blob.chunks[read.index]
-        client = self.nodes.client(placement.node_id)
-        data = await client.read_chunk(
-            chunk_id(self.hexid, read.index), read.chunk_offset, read.fragment_len
-        )
-        pos = read.segment * FRAGMENT_SUM_SIZE
-        expected = placement.frag_sums[pos : pos + FRAGMENT_SUM_SIZE]
-        if len(data) != read.fragment_len or xxhash.xxh3_64_digest(data) != expected:
-            raise NodeError(placement.node_id, f"fragment {read} failed its checksum")
-        return data[read.start : read.stop]
-
-    async def _segment(self, reads: list[FragmentRead]) -> list[bytes]:
-        try:
-            pieces = await asyncio.gather(*(self._fragment(r) for r in reads))
-        except NodeError as exc:
-            # The plain split has no parity to rebuild from: the data cannot be served.
-            log.error("blob %s unreadable: %s", self.hexid, exc)
-            raise errors.ServiceUnavailable("A storage node is unavailable.") from exc
-        return pieces
-
-    async def stream(self, first: int, last: int) -> AsyncIterator[bytes]:
-        """Yield bytes first..last, keeping the next segment's read in flight (read-ahead)."""
-        plan = self.blob.layout.reads_for_range(first, last)
-        reads = next(plan, None)
-        if reads is None:
-            return
-        current = asyncio.create_task(self._segment(reads))
-        try:
-            for reads in plan:
-                upcoming = asyncio.create_task(self._segment(reads))
-                try:
-                    for piece in await current:
-                        yield piece
-                finally:
-                    current = upcoming
-            for piece in await current:
-                yield piece
-        finally:
-            if not current.done():
-                current.cancel()
 
 
 async def store_blob(
@@ -322,10 +337,13 @@ async def store_blob(
     checks: BodyChecks,
     *,
     heartbeat: float = HEARTBEAT_SECONDS,
+    quorum: int | None = None,
 ) -> tuple[BlobWriter, WrittenBlob]:
     """write_blob, with node failures reported to the client as 503 ServiceUnavailable."""
     try:
-        return await write_blob(meta, nodes, codec, body, checks, heartbeat=heartbeat)
+        return await write_blob(
+            meta, nodes, codec, body, checks, heartbeat=heartbeat, quorum=quorum
+        )
     except NodeError as exc:
         log.error("storage node failure while writing: %s", exc)
         raise errors.ServiceUnavailable("A storage node is unavailable.") from exc

@@ -17,13 +17,16 @@ Aborting only releases the parts' blobs; their chunks are collected like any oth
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 
+from s3compat import metrics
 from s3compat.core.layout import chunk_id
 from s3compat.core.ports import MetadataStore, NodeDirectory, NodeError
+from s3compat.service.repair import Repairer
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +38,8 @@ class JanitorReport:
     blobs_collected: int = 0
     chunks_deleted: int = 0
     chunks_deferred: int = 0
+    chunks_repaired: int = 0
+    repairs_failed: int = 0
 
 
 class Janitor:
@@ -47,7 +52,9 @@ class Janitor:
         retry_after: timedelta,
         upload_ttl: timedelta,
         batch: int = 100,
+        repairer: Repairer | None = None,
     ) -> None:
+        self.repairer = repairer
         self.meta = meta
         self.nodes = nodes
         self.stale_write_after = stale_write_after
@@ -100,13 +107,26 @@ class Janitor:
             report.blobs_collected += collected
             if report.chunks_deleted + report.chunks_deferred == before and collected == 0:
                 break
+        if self.repairer is not None:
+            repaired = await self.repairer.run_once()
+            report.chunks_repaired, report.repairs_failed = repaired.repaired, repaired.failed
         return report
 
     async def run_forever(self, interval: float) -> None:
         while True:
             try:
                 report = await self.run_once()
-                if report.blobs_collected or report.stale_writes_aborted or report.uploads_aborted:
+                for work, count in dataclasses.asdict(report).items():
+                    if count:
+                        metrics.JANITOR.labels(work).inc(count)
+                metrics.JANITOR_PASSES.set_to_current_time()
+                if (
+                    report.blobs_collected
+                    or report.stale_writes_aborted
+                    or report.uploads_aborted
+                    or report.chunks_repaired
+                    or report.repairs_failed
+                ):
                     log.info("janitor: %s", report)
             except asyncio.CancelledError:
                 raise

@@ -19,6 +19,7 @@ from s3compat.core.layout import Codec
 from s3compat.core.models import NewUpload, ObjectRecord, PartInfo, Upload, UploadEntry
 from s3compat.core.naming import check_key, prefix_upper_bound
 from s3compat.core.ports import MetadataStore, NodeDirectory
+from s3compat.service.blob_reader import HEDGE_SECONDS
 from s3compat.service.blobs import HEARTBEAT_SECONDS, BodyChecks, store_blob
 
 MIN_PART_SIZE = 5 * 1024**2
@@ -87,6 +88,8 @@ class MultipartService:
         min_part_size: int = MIN_PART_SIZE,
         max_part_size: int = MAX_PART_SIZE,
         heartbeat: float = HEARTBEAT_SECONDS,
+        quorum: int | None = None,
+        hedge: float = HEDGE_SECONDS,
     ) -> None:
         self.meta = meta
         self.nodes = nodes
@@ -94,6 +97,8 @@ class MultipartService:
         self.min_part_size = min_part_size
         self.max_part_size = max_part_size
         self.heartbeat = heartbeat
+        self.quorum = quorum
+        self.hedge = hedge
 
     async def create_multipart_upload(
         self,
@@ -145,7 +150,13 @@ class MultipartService:
         upload = await self.get_upload(bucket, key, upload_id)
         checks = replace(checks, max_size=self.max_part_size)
         writer, blob = await store_blob(
-            self.meta, self.nodes, self.codec, body, checks, heartbeat=self.heartbeat
+            self.meta,
+            self.nodes,
+            self.codec,
+            body,
+            checks,
+            heartbeat=self.heartbeat,
+            quorum=self.quorum,
         )
         try:
             etag = await self.meta.commit_part(

@@ -14,11 +14,12 @@ from dataclasses import dataclass, field, replace
 from s3compat.core import errors
 from s3compat.core.conditions import ReadConditions, WriteCondition, check_copy_source
 from s3compat.core.layout import Codec
-from s3compat.core.models import ListPage, NewObject, ObjectRecord
+from s3compat.core.models import Blob, ListPage, NewObject, ObjectRecord
 from s3compat.core.naming import check_key
 from s3compat.core.ports import MetadataStore, NodeDirectory
 from s3compat.service import listing
-from s3compat.service.blobs import HEARTBEAT_SECONDS, BlobReader, BodyChecks, store_blob
+from s3compat.service.blob_reader import HEDGE_SECONDS, BlobReader, FailureReport
+from s3compat.service.blobs import HEARTBEAT_SECONDS, BodyChecks, store_blob
 
 log = logging.getLogger(__name__)
 
@@ -75,12 +76,18 @@ class ObjectService:
         *,
         max_put_size: int = MAX_PUT_SIZE,
         heartbeat: float = HEARTBEAT_SECONDS,
+        quorum: int | None = None,
+        hedge: float = HEDGE_SECONDS,
+        report: FailureReport | None = None,
     ) -> None:
+        self.report = report
         self.meta = meta
         self.nodes = nodes
         self.codec = codec
         self.max_put_size = max_put_size
         self.heartbeat = heartbeat
+        self.quorum = quorum
+        self.hedge = hedge
 
     async def put_object(self, req: PutRequest, body: AsyncIterator[bytes]) -> ObjectRecord:
         check_key(req.key)
@@ -94,7 +101,13 @@ class ObjectService:
             req.condition.check(await self.meta.get_object(req.bucket, req.key))
         checks = replace(req.checks, max_size=self.max_put_size)
         writer, blob = await store_blob(
-            self.meta, self.nodes, self.codec, body, checks, heartbeat=self.heartbeat
+            self.meta,
+            self.nodes,
+            self.codec,
+            body,
+            checks,
+            heartbeat=self.heartbeat,
+            quorum=self.quorum,
         )
         new = NewObject(
             bucket=req.bucket,
@@ -191,6 +204,11 @@ class ObjectService:
             max_keys=max_keys,
         )
 
+    def _reader(self, blob: Blob) -> BlobReader:
+        if self.report is None:
+            return BlobReader(self.nodes, blob, hedge=self.hedge)
+        return BlobReader(self.nodes, blob, hedge=self.hedge, report=self.report)
+
     async def open_range(self, record: ObjectRecord, first: int, last: int) -> AsyncIterator[bytes]:
         """Start reading bytes first..last and return the stream.
 
@@ -218,9 +236,7 @@ class ObjectService:
             blob = await self.meta.get_blob(part.blob_id)
             if blob is None:
                 raise errors.ServiceUnavailable("The object is being replaced; please retry.")
-            async for piece in BlobReader(self.nodes, blob).stream(
-                lo - part.offset, hi - part.offset
-            ):
+            async for piece in self._reader(blob).stream(lo - part.offset, hi - part.offset):
                 yield piece
 
 

@@ -27,6 +27,8 @@ COUNTS = [
     "blobs collected",
     "chunks deleted",
     "chunks deferred",
+    "chunks repaired",
+    "repairs failed",
 ]
 
 

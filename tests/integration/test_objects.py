@@ -79,8 +79,9 @@ def test_chunks_sit_on_the_six_nodes_the_ring_names(cluster: Cluster, s3: Any, b
         assert cid in on_disk[c["node_id"]]
         holders = [n for n, ids in on_disk.items() if cid in ids]
         assert holders == [c["node_id"]]
-        # One short segment: every chunk holds a sixth of it, rounded up.
-        assert c["size"] == -(-len(data) // 6)
+        # One short segment (k=4, m=2): every chunk holds the coder's 80-byte header and a
+        # quarter of the data, rounded up.
+        assert c["size"] == 80 + -(-len(data) // 4)
 
 
 def test_overwrite_is_atomic_and_old_chunks_are_collected(

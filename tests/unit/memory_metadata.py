@@ -150,7 +150,9 @@ class MemoryMetadata:
             return None
         assert blob.size is not None  # set when committed
         placements = tuple(
-            ChunkPlacement(index=i, node_id=c.node_id, frag_sums=c.frag_sums or b"")
+            ChunkPlacement(
+                index=i, node_id=c.node_id, frag_sums=c.frag_sums or b"", present=c.size is not None
+            )
             for i, c in sorted(blob.chunks.items())
         )
         return Blob(blob_id=blob_id, codec=blob.codec, size=blob.size, chunks=placements)

@@ -16,6 +16,7 @@ from s3compat.core.layout import (
     CHUNKS_PER_BLOB,
     DEFAULT_FRAGMENT_SIZE,
     PLAIN_SPLIT,
+    RS_4_2,
     BlobLayout,
     Codec,
     FragmentRead,
@@ -26,6 +27,7 @@ from s3compat.core.layout import (
 MiB = 1 << 20
 NODE_CHUNK_ID = re.compile(r"^[0-9a-f]{32}-[0-9]{1,3}$")
 PARITY_FILL = 0xEE  # stand-in parity bytes: layout math only cares about their length
+HEADER_FILL = 0xAB  # stand-in fragment headers (parity codecs only)
 
 CODECS = [
     Codec(k=6, m=0, fragment_size=4),
@@ -69,7 +71,9 @@ def _write(codec: Codec, blob: bytes) -> list[bytes]:
         assert joined[len(segment) :] == bytes(len(joined) - len(segment))  # zero padding
         parity = [bytes([PARITY_FILL]) * flen for _ in range(codec.m)]
         fragments: list[bytes | memoryview] = [*data, *parity]
+        header = bytes([HEADER_FILL]) * codec.header_size  # the coder's, with parity
         for i, fragment in enumerate(fragments):
+            chunks[i] += header
             chunks[i] += fragment
     return [bytes(c) for c in chunks]
 
@@ -91,7 +95,7 @@ def _overlapping(layout: BlobLayout, first: int, last: int) -> list[tuple[int, i
     for segment in range(layout.segment_count):
         base = segment * codec.segment_size
         end = base + layout.segment_len(segment)  # exclusive
-        flen = layout.fragment_len(segment)
+        flen = layout.payload_len(segment)
         for index in range(codec.k):
             lo = base + index * flen
             hi = min(lo + flen, end)  # real bytes only, never the padding
@@ -147,7 +151,8 @@ def test_data_fragments_concatenate_to_the_blob(
     layout, blob, chunks = written
     out = bytearray()
     for segment in range(layout.segment_count):
-        offset, flen = layout.chunk_offset(segment), layout.fragment_len(segment)
+        offset = layout.chunk_offset(segment) + layout.codec.header_size
+        flen = layout.payload_len(segment)
         data = b"".join(chunks[i][offset : offset + flen] for i in range(layout.codec.k))
         out += data[: layout.segment_len(segment)]
     assert bytes(out) == blob
@@ -155,8 +160,15 @@ def test_data_fragments_concatenate_to_the_blob(
 
 def test_parity_chunks_hold_only_parity(written: tuple[BlobLayout, bytes, list[bytes]]) -> None:
     layout, _, chunks = written
-    for chunk in chunks[layout.codec.k :]:
-        assert chunk == bytes([PARITY_FILL]) * layout.chunk_size
+    codec = layout.codec
+    expected = b"".join(
+        bytes([HEADER_FILL]) * codec.header_size
+        + bytes([PARITY_FILL]) * layout.payload_len(segment)
+        for segment in range(layout.segment_count)
+    )
+    for chunk in chunks[codec.k :]:
+        assert chunk == expected
+        assert len(chunk) == layout.chunk_size
 
 
 def test_reads_for_range_returns_exactly_the_range(
@@ -216,21 +228,25 @@ def test_tiny_blobs_in_the_plain_split() -> None:
 
 
 def test_rs_4_2_default_fragment_math() -> None:
-    """k=4, m=2 with 1 MiB fragments: numbers worked out by hand."""
-    codec = Codec(k=4, m=2)
+    """k=4, m=2 with 1 MiB fragments: numbers worked out by hand. Every stored fragment is
+    an 80-byte coder header (H) and its payload."""
+    codec = RS_4_2
+    H = 80
+    assert codec.header_size == H
     assert codec.width == CHUNKS_PER_BLOB
     assert codec.segment_size == 4 * MiB
     layout = BlobLayout(codec, 10 * MiB)  # segments of 4, 4 and 2 MiB
     assert layout.segment_count == 3
     assert [layout.segment_len(s) for s in range(3)] == [4 * MiB, 4 * MiB, 2 * MiB]
-    assert [layout.fragment_len(s) for s in range(3)] == [MiB, MiB, MiB // 2]
-    assert [layout.chunk_offset(s) for s in range(3)] == [0, MiB, 2 * MiB]
-    assert layout.chunk_size == 2 * MiB + MiB // 2
+    assert [layout.payload_len(s) for s in range(3)] == [MiB, MiB, MiB // 2]
+    assert [layout.fragment_len(s) for s in range(3)] == [H + MiB, H + MiB, H + MiB // 2]
+    assert [layout.chunk_offset(s) for s in range(3)] == [0, H + MiB, 2 * (H + MiB)]
+    assert layout.chunk_size == 3 * H + 2 * MiB + MiB // 2
 
     # One byte in the middle of segment 1's second data fragment.
     at = 4 * MiB + MiB + 123
     assert list(layout.reads_for_range(at, at)) == [
-        [FragmentRead(1, 1, MiB, MiB, 123, 124)],
+        [FragmentRead(1, 1, H + MiB, H + MiB, H + 123, H + 124)],
     ]
     # Last 10 bytes of segment 0 through the first 10 of segment 2's first fragment.
     groups = list(layout.reads_for_range(4 * MiB - 10, 8 * MiB + 9))
@@ -239,15 +255,15 @@ def test_rs_4_2_default_fragment_math() -> None:
         [(1, 0), (1, 1), (1, 2), (1, 3)],
         [(2, 0)],
     ]
-    assert groups[0][0].start == MiB - 10 and groups[0][0].stop == MiB
-    assert groups[2][0] == FragmentRead(2, 0, 2 * MiB, MiB // 2, 0, 10)
+    assert groups[0][0].start == H + MiB - 10 and groups[0][0].stop == H + MiB
+    assert groups[2][0] == FragmentRead(2, 0, 2 * (H + MiB), H + MiB // 2, H, H + 10)
 
     # A short last segment: 4 MiB + 6 bytes leaves a 6-byte segment of 2-byte fragments.
     short = BlobLayout(codec, 4 * MiB + 6)
-    assert short.fragment_len(1) == 2
-    assert short.chunk_size == MiB + 2
+    assert short.payload_len(1) == 2
+    assert short.chunk_size == 2 * H + MiB + 2
     assert list(short.reads_for_range(4 * MiB + 5, 4 * MiB + 5)) == [
-        [FragmentRead(1, 2, MiB, 2, 1, 2)],
+        [FragmentRead(1, 2, H + MiB, H + 2, H + 1, H + 2)],
     ]
 
 
