@@ -16,6 +16,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -452,3 +453,17 @@ class NonSeekable(io.RawIOBase):
         chunk = self._data.read(len(buffer))
         buffer[: len(chunk)] = chunk
         return len(chunk)
+
+
+@contextmanager
+def stopped(*pids: int) -> Iterator[None]:
+    """SIGSTOP the processes (they hang, as on a stuck disk or a frozen VM); SIGCONT after,
+    whatever happens (a process that exited meanwhile is fine)."""
+    for pid in pids:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        for pid in pids:
+            with suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)

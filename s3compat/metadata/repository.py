@@ -79,12 +79,23 @@ def _object(row: asyncpg.Record) -> ObjectRecord:
     )
 
 
+# Failures that say nothing about the request, only that the database could not serve it
+# just now: the client gets 503 and retries. A connection the server ended (a restart,
+# pg_terminate_backend) can surface as asyncpg's InternalClientError on its next use or on
+# its release to the pool; a transaction rolled back for a deadlock or a serialization
+# conflict (class 40) is safe to retry too.
+_UNAVAILABLE = (
+    OSError,
+    asyncpg.exceptions.PostgresConnectionError,
+    asyncpg.exceptions.OperatorInterventionError,
+    asyncpg.exceptions.InterfaceError,
+    asyncpg.exceptions.InternalClientError,
+    asyncpg.exceptions.TransactionRollbackError,
+)
+
+
 def _translate(exc: BaseException) -> BaseException:
-    if isinstance(exc, (OSError, asyncpg.exceptions.ConnectionDoesNotExistError)):
-        return MetadataUnavailable(str(exc))
-    if isinstance(
-        exc, asyncpg.exceptions.InterfaceError | asyncpg.exceptions.CannotConnectNowError
-    ):
+    if isinstance(exc, _UNAVAILABLE):
         return MetadataUnavailable(str(exc))
     return exc
 

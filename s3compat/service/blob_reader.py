@@ -103,7 +103,11 @@ class BlobReader:
             return True
 
         for index in wanted:
-            start(index)
+            if self.blob.chunks[index].present or not codec.m:
+                start(index)
+            else:  # known to be missing: rebuild at once, and try it only as a last resort
+                failed.add(index)
+                spares.append(index)
         try:
             while True:
                 if all(i in good for i in wanted):

@@ -48,7 +48,7 @@ def brk(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
 @pytest.fixture(scope="module")
 def s3(brk: Cluster) -> Any:
     # No client retries: every request must succeed the first time.
-    return brk.client(retries={"max_attempts": 1})
+    return brk.client(retries={"total_max_attempts": 1})
 
 
 def health(cluster: Cluster) -> tuple[int, dict[str, Any]]:

@@ -10,19 +10,18 @@ from __future__ import annotations
 
 import hashlib
 import os
-import signal
 import subprocess
 import sys
 import urllib.request
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from s3compat.core.layout import RS_4_2, BlobLayout
-from tests.cluster import Cluster, ExtraGateway, wait_for
+from tests.cluster import Cluster, ExtraGateway, stopped, wait_for
 
 MiB = 1 << 20
 SIZES = [1, 1000, 4 * MiB, 9 * MiB + 7]
@@ -41,7 +40,7 @@ def ec(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
 
 @pytest.fixture(scope="module")
 def s3(ec: Cluster) -> Any:
-    return ec.client(retries={"max_attempts": 1})
+    return ec.client(retries={"total_max_attempts": 1})  # no client retries at all
 
 
 @pytest.fixture(scope="module")
@@ -89,16 +88,8 @@ def _read_all(s3: Any, objects: dict[str, bytes]) -> None:
             assert part["Body"].read() == data[first : last + 1], key
 
 
-@contextmanager
-def _stopped(ec: Cluster, nodes: list[str]) -> Iterator[None]:
-    pids = [ec.pid(n) for n in nodes]
-    for pid in pids:
-        os.kill(pid, signal.SIGSTOP)
-    try:
-        yield
-    finally:
-        for pid in pids:
-            os.kill(pid, signal.SIGCONT)
+def _stopped(ec: Cluster, nodes: list[str]) -> AbstractContextManager[None]:
+    return stopped(*(ec.pid(n) for n in nodes))
 
 
 def test_codec_and_storage_overhead(ec: Cluster, stored: dict[str, bytes]) -> None:

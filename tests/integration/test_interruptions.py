@@ -190,7 +190,7 @@ def test_silent_body_gets_request_timeout(quick: Cluster) -> None:
 def test_unreachable_nodes_are_service_unavailable(quick: Cluster) -> None:
     """Three hung nodes of a blob's six are one more than 4+2 can lose: the GET fails before
     any header with 503 ServiceUnavailable, never with wrong bytes; with two it is served."""
-    s3: Any = quick.client(retries={"max_attempts": 1})
+    s3: Any = quick.client(retries={"total_max_attempts": 1})
     s3.create_bucket(Bucket="node-hung")
     data = os.urandom(MiB)
     s3.put_object(Bucket="node-hung", Key="k", Body=data)
