@@ -136,3 +136,19 @@ CREATE TABLE access_keys (
     created_at  timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX access_keys_by_user ON access_keys (user_name);
+
+-- version: 4
+
+-- Intent record of `s3compat rebalance`: written before a chunk is copied to its new node,
+-- removed once the old copy is deleted. A rebalance that was interrupted leaves rows here,
+-- and the next run finishes them: if the chunk row already names the target, the source
+-- copy is deleted; if it still names the source, the partial target copy is; if the blob
+-- is gone, both are. No copy is ever orphaned.
+CREATE TABLE chunk_moves (
+    blob_id     uuid NOT NULL,
+    idx         smallint NOT NULL,
+    source      text NOT NULL,
+    target      text NOT NULL,
+    started_at  timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (blob_id, idx)
+);

@@ -164,6 +164,7 @@ def rebalance(args: argparse.Namespace) -> int:
     print(file=sys.stderr)
     share = report.moved / report.chunks if report.chunks else 0.0
     print(
+        f"interrupted moves settled: {report.resumed}\n"
         f"blobs: {report.checked}\nchunks: {report.chunks}\nmoved: {report.moved}\n"
         f"moved share: {share:.4f}\nfailed: {report.failed}\n"
         f"awaiting repair: {report.skipped}\nbytes moved: {report.bytes_moved}",

@@ -188,3 +188,15 @@ class BlobPlacement:
     blob_id: uuid.UUID
     nodes: dict[int, str]  # chunk index -> node id
     checksums: dict[int, bytes | None]
+
+
+@dataclass(frozen=True, slots=True)
+class PendingMove:
+    """A chunk move an interrupted rebalance left unfinished, and where the chunk's row
+    points now (None: the blob is gone)."""
+
+    blob_id: uuid.UUID
+    index: int
+    source: str
+    target: str
+    current: str | None

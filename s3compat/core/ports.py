@@ -26,6 +26,7 @@ from s3compat.core.models import (
     NodeInfo,
     ObjectRecord,
     PartInfo,
+    PendingMove,
     ScrubItem,
     Upload,
     UploadEntry,
@@ -293,6 +294,14 @@ class MetadataStore(Protocol):
     async def move_chunk(
         self, blob_id: uuid.UUID, index: int, source: str, target: str
     ) -> bool: ...
+
+    async def begin_move(
+        self, blob_id: uuid.UUID, index: int, source: str, target: str
+    ) -> None: ...
+
+    async def end_move(self, blob_id: uuid.UUID, index: int) -> None: ...
+
+    async def pending_moves(self) -> list[PendingMove]: ...
 
     async def abort_stale_writes(self, older_than: timedelta) -> int: ...
 

@@ -61,6 +61,20 @@ ORDER BY c.blob_id
 LIMIT $2
 """
 COUNT_COMMITTED_BLOBS = "SELECT count(*) FROM blobs WHERE state = 'committed'"
+# $1 blob_id, $2 idx, $3 source, $4 target
+BEGIN_MOVE = """
+INSERT INTO chunk_moves (blob_id, idx, source, target) VALUES ($1, $2, $3, $4)
+ON CONFLICT (blob_id, idx) DO UPDATE SET source = excluded.source, target = excluded.target,
+    started_at = now()
+"""
+# $1 blob_id, $2 idx
+END_MOVE = "DELETE FROM chunk_moves WHERE blob_id = $1 AND idx = $2"
+# Moves an interrupted rebalance left, with the node the chunk row names now (NULL: gone).
+PENDING_MOVES = """
+SELECT m.blob_id, m.idx, m.source, m.target, c.node_id AS current
+FROM chunk_moves m LEFT JOIN chunks c ON c.blob_id = m.blob_id AND c.idx = m.idx
+ORDER BY m.started_at
+"""
 # A chunk copied to its new node now lives there. Only if nothing moved it meanwhile and
 # the blob is still committed. $1 blob_id, $2 idx, $3 from node, $4 to node -> 1 row
 MOVE_CHUNK = """

@@ -28,6 +28,7 @@ from s3compat.core.models import (
     ObjectPart,
     ObjectRecord,
     PartInfo,
+    PendingMove,
     ScrubItem,
     Upload,
     UploadEntry,
@@ -165,6 +166,19 @@ class PgMetadata:
     async def count_committed_blobs(self) -> int:
         rows = await self._fetch(queries.COUNT_COMMITTED_BLOBS)
         return int(rows[0][0])
+
+    async def begin_move(self, blob_id: uuid.UUID, index: int, source: str, target: str) -> None:
+        await self._execute(queries.BEGIN_MOVE, blob_id, index, source, target)
+
+    async def end_move(self, blob_id: uuid.UUID, index: int) -> None:
+        await self._execute(queries.END_MOVE, blob_id, index)
+
+    async def pending_moves(self) -> list[PendingMove]:
+        rows = await self._fetch(queries.PENDING_MOVES)
+        return [
+            PendingMove(r["blob_id"], r["idx"], r["source"], r["target"], r["current"])
+            for r in rows
+        ]
 
     async def move_chunk(self, blob_id: uuid.UUID, index: int, source: str, target: str) -> bool:
         return await self._fetchrow(queries.MOVE_CHUNK, blob_id, index, source, target) is not None

@@ -10,8 +10,9 @@ new one and verified against the checksum recorded when it was written; one cond
 UPDATE points the chunk row at the new node (only if nothing moved it meanwhile and the
 blob is still committed); only then is the old copy deleted. Readers holding the old
 placement still find the old copy until that delete, and a read that misses it is rebuilt
-from parity. Interrupting a rebalance leaves at most one unreferenced copy per move in
-flight; running it again finishes the job.
+from parity. Every move is recorded before its copy starts (chunk_moves), so an interrupted
+rebalance orphans nothing: the next run first deletes whichever copy of each unfinished
+move the chunk row does not name, then carries on.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ class RebalanceReport:
     failed: int = 0
     skipped: int = 0  # chunks awaiting repair: the repairer places them
     bytes_moved: int = 0
+    resumed: int = 0  # moves an interrupted run left, settled first
 
 
 Progress = Callable[[RebalanceReport], None]
@@ -70,8 +72,26 @@ class Rebalancer:
         self.progress = progress
         self.concurrency = concurrency
 
+    async def finish_interrupted(self) -> int:
+        """Settle the moves an interrupted run left (see chunk_moves in schema.sql):
+        delete whichever copy the chunk row does not name. Returns how many."""
+        settled = 0
+        for move in await self.meta.pending_moves():
+            cid = chunk_id(move.blob_id.hex, move.index)
+            stale = [n for n in (move.source, move.target) if n != move.current]
+            try:
+                for node in stale:
+                    await self.nodes.client(node).delete_chunk(cid)
+            except NodeError as exc:
+                log.warning("interrupted move of %s not settled yet: %s", cid, exc)
+                continue
+            await self.meta.end_move(move.blob_id, move.index)
+            settled += 1
+        return settled
+
     async def run(self) -> RebalanceReport:
         report = RebalanceReport(blobs=await self.meta.count_committed_blobs())
+        report.resumed = await self.finish_interrupted()
         after = uuid.UUID(int=0)
         limit = asyncio.Semaphore(self.concurrency)
         while True:
@@ -119,6 +139,7 @@ class Rebalancer:
         """Copy, verify, switch the row, delete the old copy; returns the bytes moved (0 if
         the chunk moved or went away meanwhile)."""
         cid = chunk_id(blob_id.hex, index)
+        await self.meta.begin_move(blob_id, index, source, target)
         writer: ChunkWriter = await self.nodes.client(target).open_chunk_writer(cid)
         digest = xxhash.xxh3_128()
         size = 0
@@ -138,11 +159,13 @@ class Rebalancer:
             raise NodeError(target, f"chunk {cid} stored with another checksum")
         if not await self.meta.move_chunk(blob_id, index, source, target):
             # Moved by someone else, or the blob is gone: drop our copy, never theirs.
-            with contextlib.suppress(NodeError):
-                await self.nodes.client(target).delete_chunk(cid)
+            await self.nodes.client(target).delete_chunk(cid)
+            await self.meta.end_move(blob_id, index)
             return 0
         try:
             await self.nodes.client(source).delete_chunk(cid)
-        except NodeError as exc:  # an orphan on the old node; harmless, reported
-            log.warning("moved %s off %s but could not delete the old copy: %s", cid, source, exc)
+        except NodeError as exc:  # the move stays recorded: the next run deletes it
+            log.warning("moved %s off %s; the old copy is deleted next run: %s", cid, source, exc)
+            return size
+        await self.meta.end_move(blob_id, index)
         return size
