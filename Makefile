@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-stamp
 PORT ?= 9000
 DATA ?= data
 
-.PHONY: dev test test-slow lint client-tools bench clean
+.PHONY: dev test test-slow lint client-tools bench bench-quick clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -36,8 +36,12 @@ test: lint client-tools
 test-slow: $(STAMP)
 	$(BIN)/pytest -m slow || [ $$? -eq 5 ]  # 5: no test is marked slow yet
 
+# s3compat against moto (and the raw ceiling) in one run: prints a table, asserts nothing.
 bench: $(STAMP)
-	$(BIN)/python benchmarks/bench_cluster.py
+	$(BIN)/python benchmarks/bench_compare.py
+
+bench-quick: $(STAMP)
+	$(BIN)/python benchmarks/bench_compare.py --quick
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
