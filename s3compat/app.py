@@ -32,7 +32,6 @@ from s3compat.service.janitor import Janitor
 from s3compat.service.multipart import MultipartService
 from s3compat.service.objects import ObjectService
 from s3compat.service.repair import Repairer
-from s3compat.service.scrub import Progress, Scrubber
 from s3compat.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -266,8 +265,9 @@ def _identity_problems(name: str, node_id: str, health: NodeHealth, expected: st
 
 
 @contextlib.asynccontextmanager
-async def standalone_janitor(settings: Settings) -> AsyncIterator[Janitor]:
-    """A janitor wired as a gateway's is, without the HTTP side (`s3compat cleanup`).
+async def standalone_runtime(settings: Settings) -> AsyncIterator[Runtime]:
+    """The database and the registered nodes, wired as a gateway's, without the HTTP side
+    (`s3compat cleanup`, `scrub`, `rebalance`, `admin node`).
 
     The nodes come from the database's `nodes` table (plus any in S3COMPAT_NODES), where
     every gateway registers the ones it was configured with.
@@ -275,33 +275,7 @@ async def standalone_janitor(settings: Settings) -> AsyncIterator[Janitor]:
     runtime = Runtime(settings)
     try:
         await runtime.open()
-        yield runtime.janitor()
-    finally:
-        await runtime.close()
-
-
-@contextlib.asynccontextmanager
-async def standalone_runtime(settings: Settings) -> AsyncIterator[Runtime]:
-    """The database and the registered nodes, wired as a gateway's, without the HTTP side
-    (`s3compat admin node`, `s3compat rebalance`)."""
-    runtime = Runtime(settings)
-    try:
-        await runtime.open()
         yield runtime
-    finally:
-        await runtime.close()
-
-
-@contextlib.asynccontextmanager
-async def standalone_scrubber(
-    settings: Settings, *, rate: float | None, progress: Progress | None
-) -> AsyncIterator[Scrubber]:
-    """A scrubber wired as a gateway's janitor is (`s3compat scrub`)."""
-    runtime = Runtime(settings)
-    try:
-        await runtime.open()
-        assert runtime.meta is not None
-        yield Scrubber(runtime.meta, runtime.cluster, rate=rate, progress=progress)
     finally:
         await runtime.close()
 

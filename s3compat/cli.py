@@ -7,14 +7,13 @@ import asyncio
 import logging
 import os
 import sys
-import time
 from dataclasses import fields
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from s3compat import cli_nodes
-from s3compat.cli_common import add_target, dev_database_url, target_settings
+from s3compat.cli_common import ProgressBar, add_target, dev_database_url, target_settings
 from s3compat.settings import Settings
 
 if TYPE_CHECKING:
@@ -129,9 +128,10 @@ def _report_lines(report: JanitorReport) -> list[str]:
 
 
 async def _run_cleanup(settings: Settings, *, once: bool, interval: float) -> None:
-    from s3compat.app import standalone_janitor
+    from s3compat.app import standalone_runtime
 
-    async with standalone_janitor(settings) as janitor:
+    async with standalone_runtime(settings) as runtime:
+        janitor = runtime.janitor()
         while True:
             report = await janitor.run_once()
             if once:
@@ -162,17 +162,9 @@ def _cleanup(args: argparse.Namespace) -> int:
     return 0
 
 
-def _progress_bar(report: ScrubReport, *, width: int = 30) -> str:
-    done = report.checked / report.total if report.total else 1.0
-    filled = int(done * width)
-    return (
-        f"\r[{'#' * filled}{'.' * (width - filled)}] {report.checked}/{report.total} chunks, "
-        f"{report.bytes_read / 1e6:.0f} MB, {report.missing} missing, {report.corrupt} corrupt"
-    )
-
-
 def _scrub(args: argparse.Namespace) -> int:
-    from s3compat.app import standalone_scrubber
+    from s3compat.app import standalone_runtime
+    from s3compat.service.scrub import Scrubber
 
     prog = "s3compat scrub"
     settings = target_settings(args, prog)
@@ -183,17 +175,21 @@ def _scrub(args: argparse.Namespace) -> int:
         level=logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
-    last = [0.0]
+    bar = ProgressBar()
 
     def progress(report: ScrubReport) -> None:
-        now = time.monotonic()
-        if now - last[0] >= 0.2 or report.checked == report.total:
-            last[0] = now
-            print(_progress_bar(report), end="", file=sys.stderr, flush=True)
+        bar.show(
+            report.checked,
+            report.total,
+            f"chunks, {report.bytes_read / 1e6:.0f} MB, {report.missing} missing, "
+            f"{report.corrupt} corrupt",
+        )
 
     async def run() -> ScrubReport:
         rate = args.rate * 1e6 if args.rate > 0 else None
-        async with standalone_scrubber(settings, rate=rate, progress=progress) as scrubber:
+        async with standalone_runtime(settings) as runtime:
+            assert runtime.meta is not None
+            scrubber = Scrubber(runtime.meta, runtime.cluster, rate=rate, progress=progress)
             return await scrubber.run()
 
     try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 
 from s3compat.settings import Settings
@@ -19,6 +20,25 @@ def add_target(parser: argparse.ArgumentParser) -> None:
         help="data directory of a running `s3compat dev` cluster (its cluster.json is read)",
     )
     target.add_argument("--database-url", help="PostgreSQL URL (default $DATABASE_URL)")
+
+
+class ProgressBar:
+    """A one-line progress bar on stderr, redrawn at most every `every` seconds (and at
+    the end): `show(done, total, "what else to say")`."""
+
+    def __init__(self, *, width: int = 30, every: float = 0.2) -> None:
+        self.width = width
+        self.every = every
+        self._last = 0.0
+
+    def show(self, done: int, total: int, detail: str) -> None:
+        now = time.monotonic()
+        if now - self._last < self.every and done < total:
+            return
+        self._last = now
+        filled = int(self.width * done / total) if total else self.width
+        bar = "#" * filled + "." * (self.width - filled)
+        print(f"\r[{bar}] {done}/{total} {detail}", end="", file=sys.stderr, flush=True)
 
 
 def target_settings(args: argparse.Namespace, prog: str) -> Settings | None:

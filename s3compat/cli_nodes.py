@@ -8,9 +8,8 @@ import argparse
 import asyncio
 import logging
 import sys
-import time
 
-from s3compat.cli_common import add_target, target_settings
+from s3compat.cli_common import ProgressBar, add_target, target_settings
 from s3compat.settings import Settings
 
 
@@ -131,21 +130,13 @@ def rebalance(args: argparse.Namespace) -> int:
     settings = _settings(args, prog)
     if settings is None:
         return 2
-    last = [0.0]
+    bar = ProgressBar()
 
     def progress(report: RebalanceReport) -> None:
-        now = time.monotonic()
-        if now - last[0] < 0.2 and report.checked < report.blobs:
-            return
-        last[0] = now
-        done = report.checked / report.blobs if report.blobs else 1.0
-        bar = "#" * int(done * 30)
-        print(
-            f"\r[{bar:.<30}] {report.checked}/{report.blobs} blobs, {report.moved} chunks "
-            f"moved, {report.failed} failed",
-            end="",
-            file=sys.stderr,
-            flush=True,
+        bar.show(
+            report.checked,
+            report.blobs,
+            f"blobs, {report.moved} chunks moved, {report.failed} failed",
         )
 
     async def run() -> RebalanceReport:

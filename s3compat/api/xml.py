@@ -7,7 +7,7 @@ nested documents, so XXE and "billion laughs" bodies are rejected as MalformedXM
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from urllib.parse import quote
 
@@ -86,6 +86,27 @@ def _doc(root: etree._Element) -> bytes:
 
 def _root(name: str) -> etree._Element:
     return etree.Element(name, nsmap={None: S3_NS})  # type: ignore[dict-item]
+
+
+def _encoder(encode: bool) -> Callable[[str], str]:
+    """How listings write names: as they are, or percent-encoded with encoding-type=url
+    (botocore decodes them with unquote_plus, so a literal `+` must travel as %2B)."""
+    if encode:
+        return lambda value: quote(value, safe="/")
+    return lambda value: value
+
+
+def _owner(parent: etree._Element, name: str, owner: str) -> None:
+    who = _sub(parent, name)
+    _sub(who, "ID", owner)
+    _sub(who, "DisplayName", owner)
+
+
+def _common_prefixes(
+    root: etree._Element, prefixes: Iterable[str], enc: Callable[[str], str]
+) -> None:
+    for prefix in prefixes:
+        _sub(_sub(root, "CommonPrefixes"), "Prefix", enc(prefix))
 
 
 # --- documents ------------------------------------------------------------------------
@@ -173,9 +194,7 @@ def list_objects(
     unquote_plus, so a literal `+` must travel as %2B).
     """
 
-    def enc(value: str) -> str:
-        return quote(value, safe="/") if encode else value
-
+    enc = _encoder(encode)
     root = _root("ListBucketResult")
     _sub(root, "Name", bucket)
     _sub(root, "Prefix", enc(prefix))
@@ -204,13 +223,9 @@ def list_objects(
         _sub(c, "ETag", etag)
         _sub(c, "Size", str(size))
         if owner is not None:
-            o = _sub(c, "Owner")
-            _sub(o, "ID", owner)
-            _sub(o, "DisplayName", owner)
+            _owner(c, "Owner", owner)
         _sub(c, "StorageClass", "STANDARD")
-    for cp in common_prefixes:
-        p = _sub(root, "CommonPrefixes")
-        _sub(p, "Prefix", enc(cp))
+    _common_prefixes(root, common_prefixes, enc)
     return _doc(root)
 
 
@@ -232,9 +247,7 @@ def list_object_versions(
 ) -> bytes:
     """ListVersionsResult of an unversioned bucket: each object is its one `null` version."""
 
-    def enc(value: str) -> str:
-        return quote(value, safe="/") if encode else value
-
+    enc = _encoder(encode)
     root = _root("ListVersionsResult")
     _sub(root, "Name", bucket)
     _sub(root, "Prefix", enc(prefix))
@@ -258,13 +271,9 @@ def list_object_versions(
         _sub(v, "LastModified", timestamp(modified))
         _sub(v, "ETag", etag)
         _sub(v, "Size", str(size))
-        o = _sub(v, "Owner")
-        _sub(o, "ID", owner)
-        _sub(o, "DisplayName", owner)
+        _owner(v, "Owner", owner)
         _sub(v, "StorageClass", "STANDARD")
-    for cp in common_prefixes:
-        p = _sub(root, "CommonPrefixes")
-        _sub(p, "Prefix", enc(cp))
+    _common_prefixes(root, common_prefixes, enc)
     return _doc(root)
 
 
@@ -438,9 +447,7 @@ def list_multipart_uploads(
     uploads: Iterable[tuple[str, str, datetime, str]],
     common_prefixes: Iterable[str],
 ) -> bytes:
-    def enc(value: str) -> str:
-        return quote(value, safe="/") if encode else value
-
+    enc = _encoder(encode)
     root = _root("ListMultipartUploadsResult")
     _sub(root, "Bucket", bucket)
     _sub(root, "KeyMarker", enc(key_marker))
@@ -461,14 +468,10 @@ def list_multipart_uploads(
         _sub(u, "Key", enc(key))
         _sub(u, "UploadId", upload_id)
         for name in ("Initiator", "Owner"):
-            who = _sub(u, name)
-            _sub(who, "ID", owner)
-            _sub(who, "DisplayName", owner)
+            _owner(u, name, owner)
         _sub(u, "StorageClass", "STANDARD")
         _sub(u, "Initiated", timestamp(initiated))
-    for cp in common_prefixes:
-        p = _sub(root, "CommonPrefixes")
-        _sub(p, "Prefix", enc(cp))
+    _common_prefixes(root, common_prefixes, enc)
     return _doc(root)
 
 

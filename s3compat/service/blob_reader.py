@@ -57,8 +57,14 @@ class BlobReader:
         self.hedge = hedge
         self.report = report
         self.coder = ErasureCoder(blob.codec)
+        # Chunks that failed once in this read: later segments go around them at once
+        # (no round trip each), and each is reported once.
+        self.bad: set[int] = set()
 
-    async def _fetch(self, segment: int, index: int) -> bytes:
+    def _usable(self, index: int) -> bool:
+        return self.blob.chunks[index].present and index not in self.bad
+
+    async def fetch(self, segment: int, index: int) -> bytes:
         """Stored fragment `index` of `segment`, verified; NodeError if unusable."""
         placement = self.blob.chunks[index]
         layout = self.blob.layout
@@ -87,14 +93,14 @@ class BlobReader:
         # others cannot do, since a chunk marked missing may be back on its node.
         spares = sorted(
             (i for i in range(codec.width) if i not in wanted and i not in exclude),
-            key=lambda i: not self.blob.chunks[i].present,
+            key=lambda i: not self._usable(i),
         )
         good: dict[int, bytes] = {}
         failed: set[int] = set()
         running: dict[asyncio.Task[bytes], int] = {}
 
         def start(index: int) -> None:
-            running[asyncio.create_task(self._fetch(segment, index))] = index
+            running[asyncio.create_task(self.fetch(segment, index))] = index
 
         def start_spare() -> bool:
             if not spares:
@@ -103,7 +109,7 @@ class BlobReader:
             return True
 
         for index in wanted:
-            if self.blob.chunks[index].present or not codec.m:
+            if self._usable(index) or not codec.m:
                 start(index)
             else:  # known to be missing: rebuild at once, and try it only as a last resort
                 failed.add(index)
@@ -141,7 +147,9 @@ class BlobReader:
                     except NodeError as exc:
                         failed.add(index)
                         metrics.FRAGMENT_FAILURES.labels(self.blob.chunks[index].node_id).inc()
-                        self.report(self.blob, index, exc)
+                        if index not in self.bad:
+                            self.bad.add(index)
+                            self.report(self.blob, index, exc)
         finally:
             for task in running:
                 task.cancel()

@@ -98,7 +98,7 @@ class Repairer:
         digest = xxhash.xxh3_128()
         try:
             for segment in range(blob.layout.segment_count):
-                digest.update(await reader._fetch(segment, index))
+                digest.update(await reader.fetch(segment, index))
         except NodeError:
             return False
         node_id = blob.chunks[index].node_id

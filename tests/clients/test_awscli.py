@@ -33,6 +33,7 @@ from urllib.parse import parse_qs, urlsplit, urlunsplit
 import pytest
 from botocore.exceptions import ClientError
 
+from tests import checks
 from tests.cluster import Cluster, wait_for
 
 MiB = 1 << 20
@@ -47,18 +48,6 @@ V2_PATH = Path("/usr/bin/aws")  # Debian's aws-cli v2 (2.9.x)
 
 def _random_bytes(seed: str, size: int) -> bytes:
     return random.Random(seed).randbytes(size)
-
-
-def _sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while piece := f.read(MiB):
-            digest.update(piece)
-    return digest.hexdigest()
 
 
 def _md5_etag(data: bytes) -> str:
@@ -106,7 +95,7 @@ class Payload:
 
     @property
     def sha256(self) -> str:
-        return _sha256(self.data)
+        return checks.sha256(self.data)
 
 
 @pytest.fixture(scope="module")
@@ -324,7 +313,7 @@ def test_cp_up_down_stdin_presign(
     assert _object_sha256(s3, bucket, "one/small file.bin") == small.sha256
     down = tmp_path / "small.down"
     aws("s3", "cp", f"s3://{bucket}/one/small file.bin", str(down), "--no-progress")
-    assert _sha256_file(down) == small.sha256
+    assert checks.sha256_file(down) == small.sha256
 
     # 40 MiB: CreateMultipartUpload, five UploadParts, Complete.
     big = payloads["40mib"]
@@ -338,7 +327,7 @@ def test_cp_up_down_stdin_presign(
     down = tmp_path / "big.down"
     offset = aws.log_offset()
     aws("s3", "cp", f"s3://{bucket}/forty/big.bin", str(down), "--no-progress")
-    assert _sha256_file(down) == big.sha256
+    assert checks.sha256_file(down) == big.sha256
 
     def ranged_gets() -> list[str]:
         return [ln for ln in aws.access_since(offset) if re.search(r" GetObject 206 ", ln)]
@@ -354,10 +343,10 @@ def test_cp_up_down_stdin_presign(
         head = s3.head_object(Bucket=bucket, Key=key)
         assert head["ContentLength"] == size
         assert head["ETag"] == (_multipart_etag(data) if size > PART else _md5_etag(data))
-        assert _object_sha256(s3, bucket, key) == _sha256(data)
+        assert _object_sha256(s3, bucket, key) == checks.sha256(data)
         # and back out through stdout
         got = aws.run_bytes("s3", "cp", f"s3://{bucket}/{key}", "-")
-        assert _sha256(got.stdout) == _sha256(data)
+        assert checks.sha256(got.stdout) == checks.sha256(data)
 
     # presign: SigV2 query auth from v1, SigV4 from v2; curl fetches the bytes.
     url = aws("s3", "presign", f"s3://{bucket}/one/small file.bin", "--expires-in", "300").strip()
@@ -374,7 +363,7 @@ def test_cp_up_down_stdin_presign(
         [*curl, "-f", "-o", str(fetched), url], capture_output=True, text=True, timeout=60
     )
     assert proc.returncode == 0, proc.stderr
-    assert _sha256_file(fetched) == small.sha256
+    assert checks.sha256_file(fetched) == small.sha256
     # The signature covers the path: the same query on another key is refused.
     parts = urlsplit(url)
     other = urlunsplit(parts._replace(path=f"/{bucket}/stdin/small"))
@@ -417,7 +406,7 @@ def test_cp_s3_to_s3_copy_object(
         assert head["ETag"] == _md5_etag(data)
         assert head["ContentType"] == "text/x-source"
         assert head["Metadata"] == {"origin": "source"}
-        assert _object_sha256(s3, dest_bucket, dest_key) == _sha256(data)
+        assert _object_sha256(s3, dest_bucket, dest_key) == checks.sha256(data)
 
     aws(
         "s3",
@@ -433,7 +422,7 @@ def test_cp_s3_to_s3_copy_object(
     )
     head = s3.head_object(Bucket=other_bucket, Key="replaced.bin")
     assert (head["ContentType"], head["Metadata"]) == ("text/x-new", {"fresh": "yes"})
-    assert _object_sha256(s3, other_bucket, "replaced.bin") == _sha256(data)
+    assert _object_sha256(s3, other_bucket, "replaced.bin") == checks.sha256(data)
 
     # Onto itself: S3 refuses a copy that changes nothing...
     same = aws.run(
@@ -456,7 +445,7 @@ def test_cp_s3_to_s3_copy_object(
     head = s3.head_object(Bucket=bucket, Key="src/small.bin")
     assert (head["ContentType"], head["Metadata"]) == ("text/x-retouched", {"origin": "retouched"})
     assert head["ETag"] == _md5_etag(data)
-    assert _object_sha256(s3, bucket, "src/small.bin") == _sha256(data)
+    assert _object_sha256(s3, bucket, "src/small.bin") == checks.sha256(data)
 
 
 def test_cp_s3_to_s3_multipart_copy(
@@ -530,7 +519,9 @@ def _make_tree(root: Path, count: int = 50) -> dict[str, bytes]:
 
 def _tree_digests(root: Path) -> dict[str, str]:
     return {
-        str(p.relative_to(root)): _sha256_file(p) for p in sorted(root.rglob("*")) if p.is_file()
+        str(p.relative_to(root)): checks.sha256_file(p)
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
     }
 
 
@@ -588,7 +579,7 @@ def test_sync_up_again_down_and_rm(
     out = aws("s3", "sync", target, str(back), "--no-progress")
     assert len(_lines(out, "download")) == 50, out
     _assert_same_tree(local, back)
-    assert _tree_digests(back) == {rel: _sha256(data) for rel, data in files.items()}
+    assert _tree_digests(back) == {rel: checks.sha256(data) for rel, data in files.items()}
 
     out = aws("s3", "rm", "--recursive", f"{target}/")
     assert len(_lines(out, "delete")) == 50, out
@@ -722,7 +713,7 @@ def test_aws_s3_cp_200_mib_up_and_down(
     down = time.monotonic() - start
 
     assert dst.stat().st_size == HUGE
-    assert _sha256_file(dst) == expected
+    assert checks.sha256_file(dst) == expected
     print(
         f"aws s3 cp 200 MiB: up {up:.1f} s ({HUGE / MiB / up:.0f} MiB/s), "
         f"down {down:.1f} s ({HUGE / MiB / down:.0f} MiB/s)"

@@ -26,6 +26,7 @@ import pytest
 from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import ClientError
 
+from tests import checks
 from tests.cluster import Cluster, NonSeekable
 
 MiB = 1 << 20
@@ -136,16 +137,6 @@ def _resource(cluster: Cluster) -> Any:
         region_name="us-east-1",
         verify=cluster.ca if cluster.tls else None,
     )
-
-
-def _sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def _multipart_etag(data: bytes, part: int) -> str:
-    """S3's ETag of a multipart upload: MD5 of the parts' binary MD5s, then `-<parts>`."""
-    md5s = [hashlib.md5(data[i : i + part]).digest() for i in range(0, len(data), part)]
-    return f'"{hashlib.md5(b"".join(md5s)).hexdigest()}-{len(md5s)}"'
 
 
 def _pattern(size: int, seed: bytes) -> bytes:
@@ -341,7 +332,7 @@ def test_client_api(recorded: tuple[Cluster, Any, str, Recorder]) -> None:
         new = s3.get_object(Bucket=bucket, Key="copy/new.bin")
         assert new["Metadata"] == {"colour": "red"}
         assert new["ContentType"] == "text/plain"
-        assert _sha256(new["Body"].read()) == _sha256(body)
+        assert checks.sha256(new["Body"].read()) == checks.sha256(body)
 
         # DeleteObjects: a key that does not exist is reported deleted too, as S3 does.
         answer = s3.delete_objects(
@@ -372,10 +363,10 @@ def test_upload_fileobj_non_seekable_multipart(
         assert len(recorder.of("CompleteMultipartUpload")) == 1
         head = s3.head_object(Bucket=bucket, Key="stream/upload.bin")
         assert head["ContentLength"] == len(data)
-        assert head["ETag"] == _multipart_etag(data, PART)
+        assert head["ETag"] == checks.multipart_etag(data, PART)
         assert head["ETag"].endswith('-2"')
         got = s3.get_object(Bucket=bucket, Key="stream/upload.bin")["Body"].read()
-        assert _sha256(got) == _sha256(data)
+        assert checks.sha256(got) == checks.sha256(data)
         assert "Uploads" not in s3.list_multipart_uploads(Bucket=bucket)
 
 
@@ -399,7 +390,7 @@ def test_download_file_parallel_ranges(
         with open(dst, "rb") as f:
             while piece := f.read(MiB):
                 digest.update(piece)
-        assert digest.hexdigest() == _sha256(data)
+        assert digest.hexdigest() == checks.sha256(data)
 
         assert len(recorder.of("HeadObject")) == 1
         gets = recorder.of("GetObject")

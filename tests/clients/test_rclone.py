@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
+from tests import checks
 from tests.cluster import Cluster
 
 MiB = 1 << 20
@@ -52,38 +53,6 @@ def _lsl_time(ns: int) -> str:
     seconds, frac = divmod(ns, 10**9)
     stamp = datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%d %H:%M:%S")
     return f"{stamp}.{frac:09d}"
-
-
-def _sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while piece := f.read(MiB):
-            digest.update(piece)
-    return digest.hexdigest()
-
-
-def _multipart_etag(data: bytes, part: int) -> str:
-    """S3's ETag of a multipart object: MD5 of the parts' binary MD5s, then `-<count>`."""
-    md5s = [hashlib.md5(data[i : i + part]).digest() for i in range(0, len(data), part)]
-    return f'"{hashlib.md5(b"".join(md5s)).hexdigest()}-{len(md5s)}"'
-
-
-def _keys(s3: Any, bucket: str, prefix: str = "") -> dict[str, dict[str, Any]]:
-    """Every object under `prefix`, by key, as ListObjectsV2 describes it."""
-    found: dict[str, dict[str, Any]] = {}
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-        for obj in page.get("Contents", []):
-            found[obj["Key"]] = obj
-    return found
-
-
-def _body(s3: Any, bucket: str, key: str) -> bytes:
-    data: bytes = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
-    return data
 
 
 def _status(error: ClientError) -> int:
@@ -213,7 +182,7 @@ def new_bucket(scheme_cluster: Cluster) -> Iterator[str]:
     yield name
     s3 = scheme_cluster.client()
     try:
-        for obj in _keys(s3, name).values():
+        for obj in checks.listed(s3, name).values():
             s3.delete_object(Bucket=name, Key=obj["Key"])
         s3.delete_bucket(Bucket=name)
     except ClientError as e:
@@ -243,13 +212,13 @@ def test_rclone_mkdir_copy_list_check_cat_purge(
     src = tmp_path / "src"
     mtimes = _write_tree(src, TREE, _ns("2001-02-03 04:05:06"))
     rclone.run("copy", str(src), remote(bucket, "tree"))
-    stored = _keys(s3, bucket)
+    stored = checks.listed(s3, bucket)
     assert set(stored) == {f"tree/{rel}" for rel in TREE}
     for rel, data in TREE.items():
         obj = stored[f"tree/{rel}"]
         assert obj["Size"] == len(data), rel
         assert obj["ETag"] == f'"{hashlib.md5(data).hexdigest()}"', rel
-        assert _body(s3, bucket, f"tree/{rel}") == data, rel
+        assert checks.body(s3, bucket, f"tree/{rel}") == data, rel
 
     # Listings: sizes and paths; lsl shows the local modification times (x-amz-meta-mtime).
     assert _parse_ls(rclone.out("ls", remote(bucket))) == {
@@ -303,7 +272,7 @@ def test_rclone_server_side_copy_move_delete_rcat(
     }
     _write_tree(src, files, _ns("2010-05-06 07:08:09"))
     rclone.run("copy", str(src), remote(bucket, "src"))
-    before = {k: s3.head_object(Bucket=bucket, Key=k) for k in _keys(s3, bucket, "src/")}
+    before = {k: s3.head_object(Bucket=bucket, Key=k) for k in checks.listed(s3, bucket, "src/")}
     assert len(before) == 3
 
     # copyto within the remote: CopyObject (x-amz-copy-source), never a download+upload.
@@ -313,7 +282,7 @@ def test_rclone_server_side_copy_move_delete_rcat(
         remote(bucket, "copied/file with spaces.txt"),
     )
     assert "Copied (server-side copy)" in err, err
-    assert _body(s3, bucket, "copied/file with spaces.txt") == files["file with spaces.txt"]
+    assert checks.body(s3, bucket, "copied/file with spaces.txt") == files["file with spaces.txt"]
     copied = s3.head_object(Bucket=bucket, Key="copied/file with spaces.txt")
     original = before["src/file with spaces.txt"]
     assert copied["ETag"] == original["ETag"]
@@ -321,34 +290,38 @@ def test_rclone_server_side_copy_move_delete_rcat(
     # x-amz-metadata-directive COPY: the metadata (rclone's mtime) comes along.
     assert copied["Metadata"] == original["Metadata"]
     assert "mtime" in copied["Metadata"]
-    assert _body(s3, bucket, "src/file with spaces.txt") == files["file with spaces.txt"]
+    assert checks.body(s3, bucket, "src/file with spaces.txt") == files["file with spaces.txt"]
 
     # moveto: a server-side copy, then DeleteObject of the source.
     err = rclone.err("moveto", remote(bucket, "src/a.txt"), remote(bucket, "moved/a.txt"))
     assert "server-side" in err, err
-    assert _body(s3, bucket, "moved/a.txt") == files["a.txt"]
+    assert checks.body(s3, bucket, "moved/a.txt") == files["a.txt"]
     with pytest.raises(ClientError) as excinfo:
         s3.head_object(Bucket=bucket, Key="src/a.txt")
     assert _status(excinfo.value) == 404
 
     # delete removes the objects under a path and nothing else.
     rclone.run("delete", remote(bucket, "copied"))
-    assert set(_keys(s3, bucket)) == {"src/file with spaces.txt", "src/keep.txt", "moved/a.txt"}
+    assert set(checks.listed(s3, bucket)) == {
+        "src/file with spaces.txt",
+        "src/keep.txt",
+        "moved/a.txt",
+    }
 
     # rcat from stdin: a small body (buffered, one PUT) and a larger one (streamed, as a
     # multipart upload of unknown size).
     small = b"piped through rcat\n"
     rclone.run("rcat", remote(bucket, "stdin/small.txt"), stdin=small)
-    assert _body(s3, bucket, "stdin/small.txt") == small
+    assert checks.body(s3, bucket, "stdin/small.txt") == small
     streamed = os.urandom(MiB + 12345)
     rclone.run("rcat", remote(bucket, "stdin/streamed.bin"), stdin=streamed)
     head = s3.head_object(Bucket=bucket, Key="stdin/streamed.bin")
     assert head["ContentLength"] == len(streamed)
-    assert head["ETag"] == _multipart_etag(streamed, 5 * MiB)  # one part: '"…-1"'
-    assert _sha256(_body(s3, bucket, "stdin/streamed.bin")) == _sha256(streamed)
-    assert _sha256(rclone.run("cat", remote(bucket, "stdin/streamed.bin")).stdout) == _sha256(
-        streamed
-    )
+    assert head["ETag"] == checks.multipart_etag(streamed, 5 * MiB)  # one part: '"…-1"'
+    assert checks.sha256(checks.body(s3, bucket, "stdin/streamed.bin")) == checks.sha256(streamed)
+    assert checks.sha256(
+        rclone.run("cat", remote(bucket, "stdin/streamed.bin")).stdout
+    ) == checks.sha256(streamed)
     assert "Uploads" not in s3.list_multipart_uploads(Bucket=bucket)
 
 
@@ -369,7 +342,7 @@ def test_rclone_40_mib_file(
     dst = tmp_path / "forty.down"
     rclone.run("copyto", remote(bucket, "big/forty.bin"), str(dst))
     assert dst.stat().st_size == len(data)
-    assert _sha256_file(dst) == _sha256(data)
+    assert checks.sha256_file(dst) == checks.sha256(data)
     assert _parse_lsl(rclone.out("lsl", remote(bucket, "big")))["forty.bin"] == (
         len(data),
         _lsl_time(src.stat().st_mtime_ns),
@@ -398,13 +371,15 @@ def test_rclone_forced_multipart_upload(
     head = s3.head_object(Bucket=bucket, Key="mp/twelve.bin")
     assert head["ContentLength"] == len(data)
     assert head["ETag"].endswith('-3"'), head["ETag"]
-    assert head["ETag"] == _multipart_etag(data, 5 * MiB)
+    assert head["ETag"] == checks.multipart_etag(data, 5 * MiB)
     # A multipart ETag is no MD5, so rclone keeps the whole file's MD5 in its metadata.
     assert head["Metadata"]["md5chksum"] == base64.b64encode(hashlib.md5(data).digest()).decode()
     assert "Uploads" not in s3.list_multipart_uploads(Bucket=bucket)
 
-    assert _sha256(_body(s3, bucket, "mp/twelve.bin")) == _sha256(data)
-    assert _sha256(rclone.run("cat", remote(bucket, "mp/twelve.bin")).stdout) == _sha256(data)
+    assert checks.sha256(checks.body(s3, bucket, "mp/twelve.bin")) == checks.sha256(data)
+    assert checks.sha256(
+        rclone.run("cat", remote(bucket, "mp/twelve.bin")).stdout
+    ) == checks.sha256(data)
     err = rclone.err("check", str(src), remote(bucket, "mp"))
     assert "0 differences found" in err, err
 
@@ -443,8 +418,8 @@ def test_rclone_modtime_kept_and_updated(
     assert head["ETag"] == etag
     assert head["ContentType"] == content_type
     assert head["ContentLength"] == len(data)
-    assert _body(s3, bucket, "mt/dated.txt") == data
-    assert set(_keys(s3, bucket)) == {"mt/dated.txt"}
+    assert checks.body(s3, bucket, "mt/dated.txt") == data
+    assert set(checks.listed(s3, bucket)) == {"mt/dated.txt"}
 
     # A second copy finds nothing to do.
     err = rclone.err("copy", str(src), remote(bucket, "mt"))

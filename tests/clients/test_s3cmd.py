@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 import pytest
 from botocore.exceptions import ClientError
 
+from tests import checks
 from tests.cluster import Cluster
 
 MiB = 1 << 20
@@ -31,29 +32,6 @@ FILES: dict[str, bytes] = {
     "dir/file with spaces.txt": b"a name with spaces\n",
     "dir/nested/deeper/r.bin": hashlib.sha256(b"s3cmd").digest() * 2048,  # 64 KiB
 }
-
-
-def _sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def _multipart_etag(data: bytes, part: int) -> str:
-    """S3's ETag of a multipart object: MD5 of the parts' binary MD5s, then `-<count>`."""
-    md5s = [hashlib.md5(data[i : i + part]).digest() for i in range(0, len(data), part)]
-    return f'"{hashlib.md5(b"".join(md5s)).hexdigest()}-{len(md5s)}"'
-
-
-def _keys(s3: Any, bucket: str, prefix: str = "") -> dict[str, dict[str, Any]]:
-    found: dict[str, dict[str, Any]] = {}
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-        for obj in page.get("Contents", []):
-            found[obj["Key"]] = obj
-    return found
-
-
-def _body(s3: Any, bucket: str, key: str) -> bytes:
-    data: bytes = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
-    return data
 
 
 def _status(error: ClientError) -> int:
@@ -144,7 +122,7 @@ def new_bucket(scheme_cluster: Cluster) -> Iterator[str]:
     yield name
     s3 = scheme_cluster.client()
     try:
-        for obj in _keys(s3, name).values():
+        for obj in checks.listed(s3, name).values():
             s3.delete_object(Bucket=name, Key=obj["Key"])
         s3.delete_bucket(Bucket=name)
     except ClientError as e:
@@ -175,12 +153,12 @@ def test_s3cmd_mb_put_ls_get_del_rb(
     _write(src, FILES)
     for rel in FILES:
         s3cmd.run("put", str(src / rel), f"s3://{bucket}/{rel}")
-    stored = _keys(s3, bucket)
+    stored = checks.listed(s3, bucket)
     assert set(stored) == set(FILES)
     for rel, data in FILES.items():
         assert stored[rel]["Size"] == len(data), rel
         assert stored[rel]["ETag"] == f'"{hashlib.md5(data).hexdigest()}"', rel
-        assert _body(s3, bucket, rel) == data, rel
+        assert checks.body(s3, bucket, rel) == data, rel
     # s3cmd keeps the file's attributes (and MD5) in one metadata header.
     attrs = s3.head_object(Bucket=bucket, Key="dir/a.txt")["Metadata"]["s3cmd-attrs"]
     assert f"md5:{hashlib.md5(FILES['dir/a.txt']).hexdigest()}" in attrs.split("/")
@@ -210,7 +188,7 @@ def test_s3cmd_mb_put_ls_get_del_rb(
     # rb of a bucket with objects in it fails (BucketNotEmpty) and changes nothing.
     proc = s3cmd.run("rb", f"s3://{bucket}", expect=13)  # EX_CONFLICT
     assert "BucketNotEmpty" in proc.stderr, proc.stderr
-    assert set(_keys(s3, bucket)) == set(FILES)
+    assert set(checks.listed(s3, bucket)) == set(FILES)
 
     # del, one object at a time (DeleteObject), then rb.
     for rel in FILES:
@@ -218,7 +196,7 @@ def test_s3cmd_mb_put_ls_get_del_rb(
         with pytest.raises(ClientError) as excinfo:
             s3.head_object(Bucket=bucket, Key=rel)
         assert _status(excinfo.value) == 404
-    assert _keys(s3, bucket) == {}
+    assert checks.listed(s3, bucket) == {}
     s3cmd.run("rb", f"s3://{bucket}")
     with pytest.raises(ClientError) as excinfo:
         s3.head_bucket(Bucket=bucket)
@@ -236,17 +214,17 @@ def test_s3cmd_del_recursive(
     files = {**FILES, "dirty.txt": b"not under dir/\n", "keep/x.txt": b"keep me\n"}
     _write(src, files)
     s3cmd.run("put", "--recursive", str(src) + "/", f"s3://{bucket}/")
-    assert set(_keys(s3, bucket)) == set(files)
+    assert set(checks.listed(s3, bucket)) == set(files)
 
     proc = s3cmd.run("del", "--recursive", "--force", f"s3://{bucket}/dir/")
     for rel in FILES:
         assert f"delete: 's3://{bucket}/{rel}'" in proc.stdout, proc.stdout
-    assert set(_keys(s3, bucket)) == {"dirty.txt", "keep/x.txt"}
-    assert _body(s3, bucket, "dirty.txt") == files["dirty.txt"]
+    assert set(checks.listed(s3, bucket)) == {"dirty.txt", "keep/x.txt"}
+    assert checks.body(s3, bucket, "dirty.txt") == files["dirty.txt"]
 
     # Everything that is left, then the bucket itself.
     s3cmd.run("del", "--recursive", "--force", f"s3://{bucket}")
-    assert _keys(s3, bucket) == {}
+    assert checks.listed(s3, bucket) == {}
     s3cmd.run("rb", f"s3://{bucket}")
     with pytest.raises(ClientError) as excinfo:
         s3.head_bucket(Bucket=bucket)
@@ -266,12 +244,12 @@ def test_s3cmd_multipart_put(
     head = s3.head_object(Bucket=bucket, Key="mp/twelve.bin")
     assert head["ContentLength"] == len(data)
     assert head["ETag"].endswith('-3"'), head["ETag"]
-    assert head["ETag"] == _multipart_etag(data, 5 * MiB)
+    assert head["ETag"] == checks.multipart_etag(data, 5 * MiB)
     # The multipart ETag is no MD5: s3cmd keeps the file's MD5 in x-amz-meta-s3cmd-attrs.
     attrs = head["Metadata"]["s3cmd-attrs"].split("/")
     assert f"md5:{hashlib.md5(data).hexdigest()}" in attrs
     assert "Uploads" not in s3.list_multipart_uploads(Bucket=bucket)
-    assert _sha256(_body(s3, bucket, "mp/twelve.bin")) == _sha256(data)
+    assert checks.sha256(checks.body(s3, bucket, "mp/twelve.bin")) == checks.sha256(data)
 
     objects, _ = _parse_ls(s3cmd.out("ls", f"s3://{bucket}/mp/"))
     assert objects == {f"s3://{bucket}/mp/twelve.bin": len(data)}
@@ -280,4 +258,4 @@ def test_s3cmd_multipart_put(
     proc = s3cmd.run("get", f"s3://{bucket}/mp/twelve.bin", str(target))
     assert "WARNING" not in proc.stderr, proc.stderr
     assert target.stat().st_size == len(data)
-    assert _sha256(target.read_bytes()) == _sha256(data)
+    assert checks.sha256(target.read_bytes()) == checks.sha256(data)

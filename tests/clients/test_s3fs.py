@@ -35,6 +35,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
+from tests import checks
 from tests.cluster import Cluster
 
 MiB = 1 << 20
@@ -92,7 +93,7 @@ class S3fsMount:
             raise
 
     def sha_through_mount(self, name: str) -> str:
-        return _sha256_file(self.root / name)
+        return checks.sha256_file(self.root / name)
 
     def sha_through_s3(self, key: str) -> str:
         body = self.s3.get_object(Bucket=self.bucket, Key=key)["Body"]
@@ -218,18 +219,6 @@ def mounted(
 # Helpers
 
 
-def _sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while piece := f.read(MiB):
-            digest.update(piece)
-    return digest.hexdigest()
-
-
 def _write_pattern(path: Path, size: int, seed: bytes) -> str:
     """Deterministic pseudo-random content written 1 MiB at a time; returns its SHA-256."""
     digest = hashlib.sha256()
@@ -245,8 +234,8 @@ def _assert_same(m: S3fsMount, name: str, expected: bytes) -> None:
     """The object has exactly `expected`, through the mount and straight from S3."""
     path = m.root / name
     assert path.stat().st_size == len(expected)
-    assert m.sha_through_mount(name) == _sha256(expected)
-    assert m.sha_through_s3(name) == _sha256(expected)
+    assert m.sha_through_mount(name) == checks.sha256(expected)
+    assert m.sha_through_s3(name) == checks.sha256(expected)
     head = m.head(name)
     assert head is not None and head["ContentLength"] == len(expected)
 

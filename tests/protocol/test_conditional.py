@@ -16,6 +16,7 @@ import pytest
 from botocore.exceptions import ClientError
 from lxml import etree
 
+from tests import checks
 from tests.cluster import Cluster, wait_for
 
 BODY = b"0123456789"
@@ -41,11 +42,6 @@ def _stored(cluster: Cluster, bucket: str, key: str) -> tuple[str, datetime]:
     status, headers, _ = cluster.raw("HEAD", f"/{bucket}/{key}")
     assert status == 200
     return headers["etag"], parsedate_to_datetime(headers["last-modified"])
-
-
-def _body(s3: Any, bucket: str, key: str) -> bytes:
-    data: bytes = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
-    return data
 
 
 def _exists(s3: Any, bucket: str, key: str) -> bool:
@@ -225,17 +221,17 @@ def test_conditional_reads_through_boto3(s3: Any, bucket: str) -> None:
 
 def test_put_if_none_match_star(cluster: Cluster, s3: Any, bucket: str) -> None:
     s3.put_object(Bucket=bucket, Key="k", Body=b"first", IfNoneMatch="*")
-    assert _body(s3, bucket, "k") == b"first"
+    assert checks.body(s3, bucket, "k") == b"first"
     with pytest.raises(ClientError) as exc:
         s3.put_object(Bucket=bucket, Key="k", Body=b"second", IfNoneMatch="*")
     assert _code(exc) == (412, "PreconditionFailed")
-    assert _body(s3, bucket, "k") == b"first"
+    assert checks.body(s3, bucket, "k") == b"first"
     # Raw, with a body big enough to be stored in several chunks were it accepted.
     status, _, body = cluster.raw(
         "PUT", f"/{bucket}/k", body=b"z" * (3 << 20), headers={"If-None-Match": "*"}
     )
     assert (status, _error(body)["Code"]) == (412, "PreconditionFailed")
-    assert _body(s3, bucket, "k") == b"first"
+    assert checks.body(s3, bucket, "k") == b"first"
     assert wait_for(cluster.settled)
 
 
@@ -250,25 +246,25 @@ def test_put_if_none_match_other_than_star(cluster: Cluster, s3: Any, bucket: st
             "PUT", f"/{bucket}/fresh", body=b"new", headers={"If-None-Match": value}
         )
         assert (status, _error(body)["Code"]) == (501, "NotImplemented"), value
-    assert _body(s3, bucket, "k") == b"old"
+    assert checks.body(s3, bucket, "k") == b"old"
     assert not _exists(s3, bucket, "fresh")
 
 
 def test_put_if_match(cluster: Cluster, s3: Any, bucket: str) -> None:
     etag = s3.put_object(Bucket=bucket, Key="k", Body=b"v1")["ETag"]
     etag2 = s3.put_object(Bucket=bucket, Key="k", Body=b"v2", IfMatch=etag)["ETag"]
-    assert _body(s3, bucket, "k") == b"v2"
+    assert checks.body(s3, bucket, "k") == b"v2"
     # The old ETag no longer matches.
     with pytest.raises(ClientError) as exc:
         s3.put_object(Bucket=bucket, Key="k", Body=b"v3", IfMatch=etag)
     assert _code(exc) == (412, "PreconditionFailed")
-    assert _body(s3, bucket, "k") == b"v2"
+    assert checks.body(s3, bucket, "k") == b"v2"
     # Unquoted works as well.
     status, _, _ = cluster.raw(
         "PUT", f"/{bucket}/k", body=b"v3", headers={"If-Match": etag2.strip('"')}
     )
     assert status == 200
-    assert _body(s3, bucket, "k") == b"v3"
+    assert checks.body(s3, bucket, "k") == b"v3"
     # On a missing key: NoSuchKey, and nothing is created.
     with pytest.raises(ClientError) as exc:
         s3.put_object(Bucket=bucket, Key="missing", Body=b"x", IfMatch=etag)
@@ -322,7 +318,7 @@ def test_racing_if_none_match_writers(cluster: Cluster, s3: Any, bucket: str) ->
     winners = [i for i, s in enumerate(statuses) if s == 200]
     assert len(winners) == 1, statuses
     [winner] = winners
-    assert _body(s3, bucket, "race") == bodies[winner]
+    assert checks.body(s3, bucket, "race") == bodies[winner]
     assert s3.head_object(Bucket=bucket, Key="race")["ETag"] == etags[winner]
     # The losers' bodies were stored, or not, but leave nothing behind.
     assert wait_for(cluster.settled)
@@ -343,14 +339,14 @@ def test_complete_if_none_match_on_an_existing_key(cluster: Cluster, s3: Any, bu
             IfNoneMatch="*",
         )
     assert _code(exc) == (412, "PreconditionFailed")
-    assert _body(s3, bucket, "k") == b"already here"
+    assert checks.body(s3, bucket, "k") == b"already here"
     # The upload is still there, with its part, and can be completed without the header.
     listed = s3.list_parts(Bucket=bucket, Key="k", UploadId=upload_id)["Parts"]
     assert [p["PartNumber"] for p in listed] == [1]
     s3.complete_multipart_upload(
         Bucket=bucket, Key="k", UploadId=upload_id, MultipartUpload={"Parts": parts}
     )
-    assert _body(s3, bucket, "k") == b"the upload"
+    assert checks.body(s3, bucket, "k") == b"the upload"
     assert wait_for(cluster.settled)
 
 
@@ -364,7 +360,7 @@ def test_complete_if_none_match_on_a_new_key(s3: Any, bucket: str) -> None:
         IfNoneMatch="*",
     )
     assert reply["ResponseMetadata"]["HTTPStatusCode"] == 200
-    assert _body(s3, bucket, "k") == b"the upload"
+    assert checks.body(s3, bucket, "k") == b"the upload"
     uploads = s3.list_multipart_uploads(Bucket=bucket)
     assert "Uploads" not in uploads
 
@@ -395,7 +391,7 @@ def test_racing_conditional_completes(cluster: Cluster, s3: Any, bucket: str) ->
     statuses = _race(2, attempt)
     assert sorted(statuses)[0] == 200 and sorted(statuses)[1] != 200, statuses
     winner = statuses.index(200)
-    assert _body(s3, bucket, "k") == bodies[winner]
+    assert checks.body(s3, bucket, "k") == bodies[winner]
     loser_id = uploads[1 - winner][0]
     s3.abort_multipart_upload(Bucket=bucket, Key="k", UploadId=loser_id)
     assert wait_for(cluster.settled)
@@ -413,11 +409,11 @@ def test_complete_if_match(cluster: Cluster, s3: Any, bucket: str) -> None:
             IfMatch='"00000000000000000000000000000000"',
         )
     assert _code(exc) == (412, "PreconditionFailed")
-    assert _body(s3, bucket, "k") == b"v1"
+    assert checks.body(s3, bucket, "k") == b"v1"
     s3.complete_multipart_upload(
         Bucket=bucket, Key="k", UploadId=upload_id, MultipartUpload={"Parts": parts}, IfMatch=etag
     )
-    assert _body(s3, bucket, "k") == b"v2"
+    assert checks.body(s3, bucket, "k") == b"v2"
     # If-Match on a key that does not exist: NoSuchKey, and the upload survives.
     upload_id, parts = _upload_single_part(s3, bucket, "missing", b"v1")
     with pytest.raises(ClientError) as exc:
@@ -444,9 +440,9 @@ def test_copy_if_none_match_onto_an_existing_key(s3: Any, bucket: str) -> None:
     with pytest.raises(ClientError) as exc:
         s3.copy_object(Bucket=bucket, Key="dst", CopySource=source, IfNoneMatch="*")
     assert _code(exc) == (412, "PreconditionFailed")
-    assert _body(s3, bucket, "dst") == b"destination"
+    assert checks.body(s3, bucket, "dst") == b"destination"
     s3.copy_object(Bucket=bucket, Key="new", CopySource=source, IfNoneMatch="*")
-    assert _body(s3, bucket, "new") == b"source"
+    assert checks.body(s3, bucket, "new") == b"source"
 
 
 def test_copy_if_match_on_the_destination(s3: Any, bucket: str) -> None:
@@ -456,13 +452,13 @@ def test_copy_if_match_on_the_destination(s3: Any, bucket: str) -> None:
     with pytest.raises(ClientError) as exc:
         s3.copy_object(Bucket=bucket, Key="dst", CopySource=source, IfMatch='"0000"')
     assert _code(exc) == (412, "PreconditionFailed")
-    assert _body(s3, bucket, "dst") == b"destination"
+    assert checks.body(s3, bucket, "dst") == b"destination"
     with pytest.raises(ClientError) as exc:
         s3.copy_object(Bucket=bucket, Key="missing", CopySource=source, IfMatch=etag)
     assert _code(exc) == (404, "NoSuchKey")
     assert not _exists(s3, bucket, "missing")
     s3.copy_object(Bucket=bucket, Key="dst", CopySource=source, IfMatch=etag)
-    assert _body(s3, bucket, "dst") == b"source"
+    assert checks.body(s3, bucket, "dst") == b"source"
 
 
 # --- response-* overrides ----------------------------------------------------------------
@@ -560,7 +556,7 @@ def _assert_refused(call: Callable[[], Any], status: int, code: str) -> None:
 def test_private_acl_is_accepted(s3: Any, bucket: str) -> None:
     s3.put_object(Bucket=bucket, Key="k", Body=b"x", ACL="private")
     s3.copy_object(Bucket=bucket, Key="c", CopySource={"Bucket": bucket, "Key": "k"}, ACL="private")
-    assert _body(s3, bucket, "c") == b"x"
+    assert checks.body(s3, bucket, "c") == b"x"
     upload_id = s3.create_multipart_upload(Bucket=bucket, Key="m", ACL="private")["UploadId"]
     s3.abort_multipart_upload(Bucket=bucket, Key="m", UploadId=upload_id)
     name = f"test-{uuid.uuid4().hex[:16]}"

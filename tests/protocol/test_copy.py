@@ -20,6 +20,7 @@ import pytest
 from botocore.exceptions import ClientError
 from lxml import etree
 
+from tests import checks
 from tests.cluster import Cluster, wait_for
 
 NS = "{http://s3.amazonaws.com/doc/2006-03-01/}"
@@ -29,11 +30,6 @@ MiB = 1 << 20
 def _code(exc: pytest.ExceptionInfo[ClientError]) -> tuple[int, str]:
     err = exc.value.response
     return err["ResponseMetadata"]["HTTPStatusCode"], err["Error"]["Code"]
-
-
-def _body(s3: Any, bucket: str, key: str) -> bytes:
-    data: bytes = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
-    return data
 
 
 def _all_chunks(cluster: Cluster) -> set[str]:
@@ -77,7 +73,7 @@ def test_copy_within_and_across_buckets_keeps_metadata(
         assert head["Metadata"] == {"colour": "blue"}
         assert head["ETag"] == src["ETag"]
         assert "x-amz-version-id" not in head["ResponseMetadata"]["HTTPHeaders"]
-        assert _body(s3, dest_bucket, dest_key) == b"payload"
+        assert checks.body(s3, dest_bucket, dest_key) == b"payload"
 
 
 def test_replace_directive_takes_the_requests_metadata(s3: Any, bucket: str) -> None:
@@ -126,7 +122,7 @@ def test_copy_onto_itself(cluster: Cluster, s3: Any, bucket: str) -> None:
     head = s3.head_object(Bucket=bucket, Key="self")
     assert head["Metadata"] == {"mtime": "2", "mode": "33188"}
     assert head["ETag"] == etag
-    assert _body(s3, bucket, "self") == b"same bytes"
+    assert checks.body(s3, bucket, "self") == b"same bytes"
     # The blob kept exactly one reference through add-then-release.
     refs = cluster.sql(
         "SELECT b.refs FROM objects o JOIN blobs b ON b.blob_id = o.part_blobs[1] "
@@ -164,7 +160,7 @@ def test_copy_source_forms(cluster: Cluster, s3: Any, bucket: str, form: str) ->
     assert [etree.QName(el).localname for el in root][:2] == ["LastModified", "ETag"]
     assert root.findtext(f"{NS}ETag") == s3.head_object(Bucket=bucket, Key=key)["ETag"]
     assert root.findtext(f"{NS}LastModified", "").endswith("Z")
-    assert _body(s3, bucket, "copied") == b"encoded"
+    assert checks.body(s3, bucket, "copied") == b"encoded"
 
 
 @pytest.mark.parametrize(
@@ -220,7 +216,7 @@ def test_copy_source_conditions(s3: Any, bucket: str) -> None:
     ]
     for i, conditions in enumerate(ok):
         s3.copy_object(Bucket=bucket, Key=f"ok{i}", CopySource=f"{bucket}/src", **conditions)
-        assert _body(s3, bucket, f"ok{i}") == b"conditional"
+        assert checks.body(s3, bucket, f"ok{i}") == b"conditional"
     for i, conditions in enumerate(failing):
         with pytest.raises(ClientError) as exc:
             s3.copy_object(Bucket=bucket, Key=f"no{i}", CopySource=f"{bucket}/src", **conditions)
@@ -247,7 +243,7 @@ def test_copy_of_multipart_object(s3: Any, bucket: str, other_bucket: str) -> No
     assert head["ETag"] == src["ETag"] and head["ETag"].endswith('-3"')
     assert head["ContentType"] == "video/mp4"
     whole = b"".join(parts)
-    got = _body(s3, other_bucket, "mp-copy")
+    got = checks.body(s3, other_bucket, "mp-copy")
     assert hashlib.sha256(got).digest() == hashlib.sha256(whole).digest()
     # Part-wise reads still follow the original parts.
     second = s3.get_object(Bucket=other_bucket, Key="mp-copy", PartNumber=2)
@@ -287,11 +283,11 @@ def test_copy_is_zero_copy_and_reference_safe(
     s3.delete_object(Bucket=bucket, Key="orig")
     assert wait_for(cluster.settled)
     assert chunk_ids <= _all_chunks(cluster)
-    assert _body(s3, other_bucket, "c1") == data
+    assert checks.body(s3, other_bucket, "c1") == data
     # Overwriting one copy releases only its reference.
     s3.put_object(Bucket=bucket, Key="c2", Body=b"new")
     assert wait_for(cluster.settled)
-    assert _body(s3, other_bucket, "c1") == data
+    assert checks.body(s3, other_bucket, "c1") == data
     assert cluster.sql("SELECT refs FROM blobs WHERE blob_id = $1", blob_id)[0]["refs"] == 1
     # The last reference gone, the chunks are collected.
     s3.delete_object(Bucket=other_bucket, Key="c1")
@@ -307,7 +303,7 @@ def test_copy_replaces_destination_and_releases_it(cluster: Cluster, s3: Any, bu
         "SELECT part_blobs[1] AS b FROM objects WHERE bucket = $1 AND key = 'dst'", bucket
     )
     s3.copy_object(Bucket=bucket, Key="dst", CopySource=f"{bucket}/src")
-    assert _body(s3, bucket, "dst") == b"source"
+    assert checks.body(s3, bucket, "dst") == b"source"
     assert wait_for(lambda: not cluster.sql("SELECT 1 FROM blobs WHERE blob_id = $1", old["b"]))
     assert wait_for(cluster.settled)
 
@@ -395,4 +391,4 @@ def test_upload_part_copy_shares_whole_parts(
     # The source goes; the copy, sharing its blobs, stays whole. Part 3 (unused) is collected.
     s3.delete_object(Bucket=bucket, Key="src")
     assert wait_for(cluster.settled)
-    assert _body(s3, other_bucket, "dst") == b"".join(parts)
+    assert checks.body(s3, other_bucket, "dst") == b"".join(parts)

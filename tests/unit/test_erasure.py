@@ -239,3 +239,26 @@ def test_write_below_the_quorum_is_slow_down(failing: tuple[str, str]) -> None:
         assert exc.value.status == 503
 
     asyncio.run(run())
+
+
+def test_a_chunk_that_failed_is_not_asked_again_in_the_same_read() -> None:
+    async def run() -> None:
+        nodes = FakeNodes()
+        _, blob = await _write(nodes, SMALL, DATA)
+        for node in nodes.nodes.values():
+            node.reads = 0
+        nodes.nodes["n0"].mode = "down"
+        reported: list[int] = []
+        reader = BlobReader(
+            nodes,  # type: ignore[arg-type]
+            blob,
+            report=lambda _blob, index, _exc: reported.append(index),
+        )
+        got = b"".join([piece async for piece in reader.stream(0, 999)])
+        assert got == DATA
+        # Four segments: n0 is tried for the first one and the one read ahead with it
+        # (both started before the first failed), never for the last two; reported once.
+        assert nodes.nodes["n0"].reads == 2
+        assert reported == [0]
+
+    asyncio.run(run())
