@@ -22,6 +22,7 @@ import signal
 import sys
 from pathlib import Path
 
+from nodeserver.allocator import tune_malloc
 from nodeserver.auth import CLUSTER_ID_ENV, TOKEN_ENV, TokenError, read_token_file
 from nodeserver.chunkstore import ChunkStore
 from nodeserver.errors import ChunkStoreError
@@ -131,6 +132,7 @@ async def serve(
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    tune_malloc()
     logging.basicConfig(
         stream=sys.stderr,
         level=args.log_level.upper(),

@@ -14,6 +14,7 @@ from datetime import timedelta
 import asyncpg
 from starlette.applications import Starlette
 
+from nodeserver.allocator import tune_malloc
 from s3compat import metrics
 from s3compat.api.context import Services
 from s3compat.api.credentials import CredentialStore
@@ -299,6 +300,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     """The ASGI app for one gateway process (uvicorn calls this as a factory)."""
     settings = settings or Settings.from_env()
     setup_logging(settings.log_level, settings.log_format)
+    tune_malloc()  # before the first bulk buffer: see nodeserver/allocator.py
     runtime = Runtime(settings)
     credentials = credentials_from(settings)
     codec = codec_from(settings)

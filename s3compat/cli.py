@@ -57,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="run a gateway (settings from the environment)")
     serve.add_argument("--host", help="bind address (default $S3COMPAT_HOST or 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port (default $S3COMPAT_PORT or 9000)")
-    serve.add_argument("--workers", type=int, help="worker processes (default 1)")
+    serve.add_argument("--workers", type=int, help="worker processes (default: one per core)")
     serve.add_argument("--database-url", help="PostgreSQL URL (default $DATABASE_URL)")
     serve.add_argument("--nodes", help="storage nodes id=host:port,… (default $S3COMPAT_NODES)")
     serve.add_argument("--access-key", help="access key (default $S3COMPAT_ACCESS_KEY)")

@@ -28,7 +28,7 @@ ENV_VARS = {
     "S3COMPAT_DOMAIN": "domain for virtual-host-style requests (bucket.<domain>)",
     "S3COMPAT_HOST": "address the gateway binds, default 127.0.0.1",
     "S3COMPAT_PORT": "port the gateway listens on, default 9000",
-    "S3COMPAT_WORKERS": "gateway worker processes, default 1",
+    "S3COMPAT_WORKERS": "gateway worker processes, default one per core",
     "S3COMPAT_TLS_CERT": "PEM certificate (chain) file: the gateway serves HTTPS; needs "
     "S3COMPAT_TLS_KEY",
     "S3COMPAT_TLS_KEY": "PEM private key file of S3COMPAT_TLS_CERT",
@@ -77,6 +77,15 @@ def parse_nodes(value: str) -> tuple[tuple[str, str], ...]:
     return tuple(nodes)
 
 
+def available_cores() -> int:
+    """The cores this process may run on: the default number of gateway workers (one
+    process per core; a single process is bound by the GIL to about one core)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # not Linux
+        return os.cpu_count() or 1
+
+
 @dataclass(frozen=True)
 class Settings:
     database_url: str = ""
@@ -92,7 +101,7 @@ class Settings:
     virtual_host_domain: str | None = None
     host: str = "127.0.0.1"
     port: int = 9000
-    workers: int = 1
+    workers: int = field(default_factory=lambda: available_cores())
     tls_cert: str | None = None
     tls_key: str | None = None
     fragment_size: int = 1 << 20

@@ -36,6 +36,9 @@ TEST_ENV = {
     "S3COMPAT_DELETE_GRACE": "0",
     "S3COMPAT_JANITOR_RETRY": "1",
     "S3COMPAT_LOG_LEVEL": "INFO",
+    # One gateway process, so that a test's requests and /-/metrics meet the same process
+    # and a killed gateway pid is the whole gateway; test_workers.py covers several.
+    "S3COMPAT_WORKERS": "1",
 }
 
 

@@ -1,0 +1,52 @@
+"""glibc allocator settings for the processes that move bulk bytes (nodes and gateways).
+
+Both hand 1 MiB frames and 4 MiB erasure-code segments from allocation to allocation. With
+glibc's defaults, buffers that size are served by mmap and returned with munmap (or carved
+from the heap top and trimmed back to the kernel soon after), so every new buffer is fresh
+pages the kernel must fault in and zero. Measured on the 2-core benchmark machine with 64
+MiB objects: node CPU per GET fell from 212 to 141 ms and gateway CPU per PUT from 507 to
+353 ms once buffers up to 16 MiB stay on the heap and up to 32 MiB of free heap is kept.
+
+This is the runtime equivalent of MALLOC_MMAP_THRESHOLD_ / MALLOC_TRIM_THRESHOLD_, applied
+by the process itself so that it needs no wrapper script. An operator who sets either
+variable keeps their value; S3COMPAT_MALLOC_TUNING=0 leaves glibc's defaults alone.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+
+log = logging.getLogger(__name__)
+
+# mallopt(3) parameter numbers (glibc's malloc.h).
+_M_TRIM_THRESHOLD = -1
+_M_MMAP_THRESHOLD = -3
+
+MMAP_THRESHOLD = 16 << 20
+"""Allocations below this come from the heap, so freed buffers are reused in place."""
+
+TRIM_THRESHOLD = 32 << 20
+"""Free memory at the top of the heap kept for reuse before it is returned to the kernel."""
+
+
+def tune_malloc() -> bool:
+    """Apply the thresholds above; False when not applied (turned off, overridden by the
+    environment, or not glibc)."""
+    if os.environ.get("S3COMPAT_MALLOC_TUNING", "1") == "0":
+        return False
+    if "MALLOC_MMAP_THRESHOLD_" in os.environ or "MALLOC_TRIM_THRESHOLD_" in os.environ:
+        return False
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return False
+    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+    mallopt.restype = ctypes.c_int
+    applied = bool(mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(
+        mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD)
+    )
+    if not applied:
+        log.debug("mallopt refused the allocator thresholds; keeping the defaults")
+    return applied
