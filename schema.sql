@@ -152,3 +152,12 @@ CREATE TABLE chunk_moves (
     started_at  timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (blob_id, idx)
 );
+
+-- version: 5
+
+-- Small PutObject bodies (up to S3COMPAT_INLINE_MAX bytes) are kept here, in the blob row,
+-- instead of as six chunks: a few KiB would otherwise cost six node round trips and six
+-- fsyncs. Such a blob has no chunk rows; it is committed in the same transaction as its
+-- object and collected like any other blob (no chunk to delete). The metadata is already
+-- the one copy without which no object can be found, so its durability is PostgreSQL's.
+ALTER TABLE blobs ADD COLUMN inline_data bytea;

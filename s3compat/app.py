@@ -323,6 +323,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 runtime.cluster,
                 codec,
                 max_put_size=settings.max_put_size,
+                inline_max=settings.inline_max,
                 heartbeat=settings.heartbeat_interval,
                 quorum=settings.write_quorum,
                 hedge=settings.hedge_delay,

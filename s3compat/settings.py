@@ -54,6 +54,8 @@ ENV_VARS = {
     "S3COMPAT_UPLOAD_TTL": "seconds before an incomplete multipart upload is aborted, unless "
     "its bucket's lifecycle says otherwise; default 604800 (7 days)",
     "S3COMPAT_MAX_PUT_SIZE": "largest single PutObject in bytes, default 5 GiB",
+    "S3COMPAT_INLINE_MAX": "PutObject bodies up to this many bytes are kept in the metadata "
+    "row instead of six chunks, default 32768; 0 turns it off",
     "S3COMPAT_MIN_PART_SIZE": "smallest multipart part but the last, in bytes, default 5 MiB",
     "S3COMPAT_LOG_LEVEL": "logging level, default INFO",
     "S3COMPAT_LOG_FORMAT": "text (default) or json: one JSON object per log line, each with "
@@ -118,6 +120,7 @@ class Settings:
     janitor_retry: float = 60.0
     upload_ttl: float = 7 * 24 * 3600.0
     max_put_size: int = 5 * 1024**3
+    inline_max: int = 32 * 1024
     min_part_size: int = 5 * 1024**2
     log_level: str = "INFO"
     log_format: str = "text"
@@ -165,6 +168,7 @@ class Settings:
         take("S3COMPAT_JANITOR_RETRY", "janitor_retry", float)
         take("S3COMPAT_UPLOAD_TTL", "upload_ttl", float)
         take("S3COMPAT_MAX_PUT_SIZE", "max_put_size", int)
+        take("S3COMPAT_INLINE_MAX", "inline_max", int)
         take("S3COMPAT_MIN_PART_SIZE", "min_part_size", int)
         take("S3COMPAT_LOG_LEVEL", "log_level")
         take("S3COMPAT_LOG_FORMAT", "log_format")
@@ -209,6 +213,7 @@ class Settings:
             "S3COMPAT_JANITOR_RETRY": str(self.janitor_retry),
             "S3COMPAT_UPLOAD_TTL": str(self.upload_ttl),
             "S3COMPAT_MAX_PUT_SIZE": str(self.max_put_size),
+            "S3COMPAT_INLINE_MAX": str(self.inline_max),
             "S3COMPAT_MIN_PART_SIZE": str(self.min_part_size),
             "S3COMPAT_LOG_LEVEL": self.log_level,
             "S3COMPAT_LOG_FORMAT": self.log_format,

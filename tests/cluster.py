@@ -39,6 +39,9 @@ TEST_ENV = {
     # One gateway process, so that a test's requests and /-/metrics meet the same process
     # and a killed gateway pid is the whole gateway; test_workers.py covers several.
     "S3COMPAT_WORKERS": "1",
+    # Every body goes to the nodes, so that tests of chunks, nodes and the janitor can use
+    # small objects; test_inline.py and the real-client tests run with the default.
+    "S3COMPAT_INLINE_MAX": "0",
 }
 
 

@@ -34,12 +34,15 @@ class ChunkPlacement:
 
 @dataclass(frozen=True, slots=True)
 class Blob:
-    """An immutable run of bytes stored as six chunks; what an object (or part) points at."""
+    """An immutable run of bytes stored as six chunks (or, when small, inline in its row);
+    what an object (or part) points at."""
 
     blob_id: uuid.UUID
     codec: Codec
     size: int
     chunks: tuple[ChunkPlacement, ...]
+    # A small body kept in the metadata row instead (then `chunks` is empty).
+    inline: bytes | None = None
 
     @property
     def layout(self) -> BlobLayout:

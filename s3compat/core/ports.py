@@ -194,6 +194,16 @@ class MetadataStore(Protocol):
         condition: WriteCondition | None = None,
     ) -> ObjectRecord: ...
 
+    async def commit_inline_object(
+        self,
+        obj: NewObject,
+        blob_id: uuid.UUID,
+        codec: Codec,
+        md5: bytes,
+        data: bytes,
+        condition: WriteCondition | None = None,
+    ) -> ObjectRecord: ...
+
     async def copy_object(
         self,
         source: tuple[str, str],

@@ -144,16 +144,26 @@ SET refs = b.refs - d.n,
 FROM (SELECT blob_id, count(*) AS n FROM unnest($1::uuid[]) AS blob_id GROUP BY blob_id) d
 WHERE b.blob_id = d.blob_id AND b.state = 'committed'
 """
-# $1 blob_id
+# $1 blob_id, $2 k, $3 m, $4 fragment_size, $5 size, $6 md5, $7 data: a small body kept in
+# the row (schema version 5), committed at once with one reference (its object's, inserted
+# in the same transaction).
+INSERT_INLINE_BLOB = """
+INSERT INTO blobs (blob_id, state, k, m, fragment_size, size, md5, refs, inline_data)
+VALUES ($1, 'committed', $2, $3, $4, $5, $6, 1, $7)
+"""
+# $1 blob_id. Chunk columns are NULL for an inline blob (it has no chunk rows).
 GET_BLOB = """
-SELECT b.blob_id, b.k, b.m, b.fragment_size, b.size,
-       array_agg(c.idx ORDER BY c.idx) AS idx,
-       array_agg(c.node_id ORDER BY c.idx) AS node_ids,
-       array_agg(c.frag_sums ORDER BY c.idx) AS frag_sums,
-       array_agg(c.size IS NOT NULL ORDER BY c.idx) AS present
-FROM blobs b JOIN chunks c USING (blob_id)
+SELECT b.blob_id, b.k, b.m, b.fragment_size, b.size, b.inline_data,
+       c.idx, c.node_ids, c.frag_sums, c.present
+FROM blobs b
+LEFT JOIN LATERAL (
+    SELECT array_agg(idx ORDER BY idx) AS idx,
+           array_agg(node_id ORDER BY idx) AS node_ids,
+           array_agg(frag_sums ORDER BY idx) AS frag_sums,
+           array_agg(size IS NOT NULL ORDER BY idx) AS present
+    FROM chunks WHERE chunks.blob_id = b.blob_id
+) c ON true
 WHERE b.blob_id = $1 AND b.state IN ('committed', 'deleting')
-GROUP BY b.blob_id
 """
 
 # --- objects --------------------------------------------------------------------------

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -250,7 +251,11 @@ class PgMetadata:
         chunks = tuple(
             ChunkPlacement(index=i, node_id=n, frag_sums=f or b"", present=p)
             for i, n, f, p in zip(
-                row["idx"], row["node_ids"], row["frag_sums"], row["present"], strict=True
+                row["idx"] or (),
+                row["node_ids"] or (),
+                row["frag_sums"] or (),
+                row["present"] or (),
+                strict=True,
             )
         )
         return Blob(
@@ -258,6 +263,7 @@ class PgMetadata:
             codec=Codec(row["k"], row["m"], row["fragment_size"]),
             size=row["size"],
             chunks=chunks,
+            inline=row["inline_data"],
         )
 
     # --- objects --------------------------------------------------------------------
@@ -282,21 +288,54 @@ class PgMetadata:
         against the current version under the key's lock, so of racing conditional writers
         exactly one can win.
         """
+        async with self._object_transaction(obj.bucket) as conn:
+            done = await conn.fetchval(queries.COMMIT_BLOB, blob_id, obj.size, md5, 1)
+            if done is None:
+                # The janitor aborted it (our heartbeat went stale): nothing is visible.
+                raise errors.InternalError("the write was interrupted; please retry")
+            await self._commit_chunks(conn, blob_id, chunks)
+            row = await self._replace_object(conn, obj, condition)
+        return _object(row)
+
+    async def commit_inline_object(
+        self,
+        obj: NewObject,
+        blob_id: uuid.UUID,
+        codec: Codec,
+        md5: bytes,
+        data: bytes,
+        condition: WriteCondition | None = None,
+    ) -> ObjectRecord:
+        """Store a small body in its blob row and make it visible as `obj`, in one
+        transaction (no intent record is needed: nothing exists outside this transaction
+        that could be orphaned). Replacing the old version works as in commit_object."""
+        async with self._object_transaction(obj.bucket) as conn:
+            await conn.execute(
+                queries.INSERT_INLINE_BLOB,
+                blob_id,
+                codec.k,
+                codec.m,
+                codec.fragment_size,
+                len(data),
+                md5,
+                data,
+            )
+            row = await self._replace_object(conn, obj, condition)
+        return _object(row)
+
+    @contextlib.asynccontextmanager
+    async def _object_transaction(self, bucket: str) -> AsyncIterator[Any]:
+        """A transaction that writes an object row into `bucket`: the bucket's foreign key
+        failing is NoSuchBucket; S3 errors raised inside pass; anything else is translated."""
         try:
             async with self._pool.acquire() as conn, conn.transaction():
-                done = await conn.fetchval(queries.COMMIT_BLOB, blob_id, obj.size, md5, 1)
-                if done is None:
-                    # The janitor aborted it (our heartbeat went stale): nothing is visible.
-                    raise errors.InternalError("the write was interrupted; please retry")
-                await self._commit_chunks(conn, blob_id, chunks)
-                row = await self._replace_object(conn, obj, condition)
+                yield conn
         except asyncpg.exceptions.ForeignKeyViolationError as exc:
-            raise errors.NoSuchBucket(BucketName=obj.bucket) from exc
+            raise errors.NoSuchBucket(BucketName=bucket) from exc
         except errors.S3Error:
             raise
         except Exception as exc:
             raise _translate(exc) from exc
-        return _object(row)
 
     @staticmethod
     async def _commit_chunks(

@@ -112,6 +112,36 @@ class _Digests:
             self.checksum.update(data)
 
 
+@dataclass(frozen=True, slots=True)
+class InlineBody:
+    """A small body read whole, verified, to be kept in its metadata row."""
+
+    data: bytes
+    md5: bytes
+    checksum: tuple[str, str] | None = None  # (algorithm, base64 value)
+
+
+async def read_inline(body: AsyncIterator[bytes], checks: BodyChecks) -> InlineBody:
+    """Read a body whose declared length (`checks.content_length`, which the caller has
+    checked is small) bounds the memory it may take, and verify it as a stored blob would be:
+    length, Content-MD5, signed payload hash, flexible checksum."""
+    declared = checks.content_length
+    if declared is None:
+        raise ValueError("an inline body needs a declared length")
+    buf = bytearray()
+    async for piece in body:
+        buf += piece
+        if len(buf) > declared:
+            raise errors.IncompleteBody()
+    digests = _Digests(checks.sha256_hex is not None, checks.checksum_algorithm)
+    digests.update(buf)
+    md5 = digests.md5.digest()
+    checks.verify(len(buf), md5, digests.sha256.digest() if digests.sha256 is not None else None)
+    extra = digests.checksum
+    checks.verify_checksum(extra.digest() if extra is not None else None)
+    return InlineBody(bytes(buf), md5, (extra.algorithm, extra.b64()) if extra else None)
+
+
 def default_quorum(codec: Codec) -> int:
     """Chunks that must be stored for a write to commit: k + 1 with parity (one more than
     the minimum to read it back, so one further loss before repair loses nothing), every

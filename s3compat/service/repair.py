@@ -78,8 +78,8 @@ class Repairer:
     async def repair_blob(self, blob_id: uuid.UUID, indices: list[int]) -> int:
         """Rebuild chunks `indices` of a blob onto their nodes; returns how many."""
         blob = await self.meta.get_blob(blob_id)
-        if blob is None:
-            return 0  # deleted meanwhile
+        if blob is None or blob.inline is not None:
+            return 0  # deleted meanwhile (an inline blob has no chunk to repair)
         reader = BlobReader(self.nodes, blob)
         done = 0
         lost = []

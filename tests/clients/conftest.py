@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from s3compat.settings import Settings
 from tests.cluster import Cluster
 
 INSTALLER = Path(__file__).with_name("install-tools.sh")
@@ -30,9 +31,13 @@ def client_tools() -> None:
 
 @pytest.fixture(scope="session")
 def tls_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    """A second cluster serving HTTPS under its own private CA."""
+    """A second cluster serving HTTPS under its own private CA. It keeps small bodies inline
+    (the product default; the tests' HTTP cluster sends every body to the nodes), so every
+    client runs against both stores."""
     c = Cluster(
-        tmp_path_factory.mktemp("tls-clients"), env={"S3COMPAT_DOMAIN": "s3.localhost"}, tls=True
+        tmp_path_factory.mktemp("tls-clients"),
+        env={"S3COMPAT_DOMAIN": "s3.localhost", "S3COMPAT_INLINE_MAX": str(Settings().inline_max)},
+        tls=True,
     ).start()
     yield c
     c.stop()

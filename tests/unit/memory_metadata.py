@@ -63,6 +63,7 @@ class _Blob:
     size: int | None = None
     md5: bytes | None = None
     refs: int = 0
+    inline: bytes | None = None
 
 
 def _copy(record: ObjectRecord) -> ObjectRecord:
@@ -146,7 +147,9 @@ class MemoryMetadata:
 
     async def get_blob(self, blob_id: uuid.UUID) -> Blob | None:
         blob = self.blobs.get(blob_id)
-        if blob is None or blob.state not in ("committed", "deleting") or not blob.chunks:
+        if blob is None or blob.state not in ("committed", "deleting"):
+            return None
+        if not blob.chunks and blob.inline is None:
             return None
         assert blob.size is not None  # set when committed
         placements = tuple(
@@ -155,7 +158,9 @@ class MemoryMetadata:
             )
             for i, c in sorted(blob.chunks.items())
         )
-        return Blob(blob_id=blob_id, codec=blob.codec, size=blob.size, chunks=placements)
+        return Blob(
+            blob_id=blob_id, codec=blob.codec, size=blob.size, chunks=placements, inline=blob.inline
+        )
 
     def _release(self, blob_ids: Sequence[uuid.UUID]) -> None:
         """RELEASE_BLOBS: drop one reference per entry; at zero the blob awaits collection."""
@@ -195,6 +200,25 @@ class MemoryMetadata:
             if c.index in blob.chunks:
                 stored = blob.chunks[c.index]
                 stored.size, stored.checksum, stored.frag_sums = c.size, c.checksum, c.frag_sums
+        return self._replace(obj)
+
+    async def commit_inline_object(
+        self,
+        obj: NewObject,
+        blob_id: uuid.UUID,
+        codec: Codec,
+        md5: bytes,
+        data: bytes,
+        condition: WriteCondition | None = None,
+    ) -> ObjectRecord:
+        if blob_id in self.blobs:
+            raise ConstraintViolation(f"blob {blob_id} exists")
+        if obj.bucket not in self.buckets:
+            raise errors.NoSuchBucket(BucketName=obj.bucket)
+        if condition is not None:
+            condition.check(self.objects.get((obj.bucket, obj.key)))
+        now = self._clock()
+        self.blobs[blob_id] = _Blob(codec, "committed", now, now, {}, len(data), md5, 1, data)
         return self._replace(obj)
 
     def _replace(self, obj: NewObject) -> ObjectRecord:
