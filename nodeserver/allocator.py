@@ -23,12 +23,17 @@ log = logging.getLogger(__name__)
 # mallopt(3) parameter numbers (glibc's malloc.h).
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
+_M_ARENA_MAX = -8
 
 MMAP_THRESHOLD = 16 << 20
 """Allocations below this come from the heap, so freed buffers are reused in place."""
 
 TRIM_THRESHOLD = 32 << 20
 """Free memory at the top of the heap kept for reuse before it is returned to the kernel."""
+
+ARENA_MAX = 2
+"""Malloc arenas: glibc's default (8 per core) lets every worker thread that hashes or
+encodes a segment keep its own arena of freed segments, multiplying the memory kept."""
 
 
 def tune_malloc() -> bool:
@@ -44,8 +49,13 @@ def tune_malloc() -> bool:
         return False
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
     mallopt.restype = ctypes.c_int
-    applied = bool(mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(
-        mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD)
+    applied = all(
+        mallopt(param, value)
+        for param, value in (
+            (_M_MMAP_THRESHOLD, MMAP_THRESHOLD),
+            (_M_TRIM_THRESHOLD, TRIM_THRESHOLD),
+            (_M_ARENA_MAX, ARENA_MAX),
+        )
     )
     if not applied:
         log.debug("mallopt refused the allocator thresholds; keeping the defaults")
