@@ -7,7 +7,6 @@ The only code (with blobs.py) that combines metadata with chunks.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator
@@ -274,11 +273,8 @@ class ObjectService:
             if blob.inline is not None:
                 yield blob.inline[lo - part.offset : hi - part.offset + 1]
                 continue
-            # aclosing: a client that goes away closes the reader's node streams at once.
-            reader = self._reader(blob).stream(lo - part.offset, hi - part.offset)
-            async with contextlib.aclosing(reader):
-                async for piece in reader:
-                    yield piece
+            async for piece in self._reader(blob).stream(lo - part.offset, hi - part.offset):
+                yield piece
 
 
 async def _prepend(head: bytes, rest: AsyncGenerator[bytes, None]) -> AsyncGenerator[bytes, None]:
