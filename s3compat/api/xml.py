@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from urllib.parse import quote
 
 from lxml import etree
@@ -66,10 +66,15 @@ def child_text(el: etree._Element, name: str) -> str | None:
     return None
 
 
+_ZERO = timedelta(0)
+
+
 def timestamp(value: datetime) -> str:
     """ISO 8601 with milliseconds and Z, as S3 writes dates in XML."""
-    value = value.astimezone(UTC)
-    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+    if value.utcoffset() != _ZERO:  # naive (local time) or another zone
+        value = value.astimezone(UTC)
+    # isoformat is C code, several times faster than strftime: it counts in a listing.
+    return value.isoformat(timespec="milliseconds")[:23] + "Z"
 
 
 def _sub(parent: etree._Element, name: str, text: str | None = None) -> etree._Element:
@@ -216,15 +221,17 @@ def list_objects(
     if encode:
         _sub(root, "EncodingType", "url")
     _sub(root, "IsTruncated", "true" if is_truncated else "false")
+    # A page holds up to 1000 entries: elements are made directly, without _sub's call.
+    sub = etree.SubElement
     for key, modified, etag, size in contents:
-        c = _sub(root, "Contents")
-        _sub(c, "Key", enc(key))
-        _sub(c, "LastModified", timestamp(modified))
-        _sub(c, "ETag", etag)
-        _sub(c, "Size", str(size))
+        c = sub(root, "Contents")
+        sub(c, "Key").text = enc(key)
+        sub(c, "LastModified").text = timestamp(modified)
+        sub(c, "ETag").text = etag
+        sub(c, "Size").text = str(size)
         if owner is not None:
             _owner(c, "Owner", owner)
-        _sub(c, "StorageClass", "STANDARD")
+        sub(c, "StorageClass").text = "STANDARD"
     _common_prefixes(root, common_prefixes, enc)
     return _doc(root)
 

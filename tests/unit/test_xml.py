@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote_plus
@@ -109,6 +109,12 @@ def test_timestamp_has_milliseconds_and_z() -> None:
     assert xml.timestamp(datetime(2024, 1, 1, 0, 0, 0, 999999, tzinfo=UTC)) == (
         "2024-01-01T00:00:00.999Z"
     )
+    # Another zone is converted; a year below 1000 keeps four digits.
+    two_hours_east = timezone(timedelta(hours=2))
+    assert xml.timestamp(datetime(2024, 1, 1, 1, 30, 0, 5000, tzinfo=two_hours_east)) == (
+        "2023-12-31T23:30:00.005Z"
+    )
+    assert xml.timestamp(datetime(999, 12, 31, tzinfo=UTC)) == "0999-12-31T00:00:00.000Z"
 
 
 def _v1(**overrides: Any) -> bytes:
