@@ -12,7 +12,9 @@ the machine's load hits both alike) with identically configured boto3 clients:
   ranged download of one big object: 1 GiB (256 MiB with --quick);
 - HEAD of 4 KiB objects (8 threads);
 - ListObjectsV2 pages of 1000 keys in a bucket of 10k empty objects, then the same bucket
-  grown to 100k (not with --quick); then DeleteObjects in batches of 1000 over it. Filling
+  grown to 100k (not with --quick), each twice: through boto3 (whose parsing of a page costs
+  about 100 ms of client CPU, more than either server) and as signed raw requests read
+  with lxml (the servers' own cost); then DeleteObjects in batches of 1000 over it. Filling
   is timed apart from the rows: CopyObject of one empty object for ours (metadata only),
   0-byte PUTs for moto (the faster way for each), signed raw requests on many threads;
 - the raw ceiling: the bare endpoint (same uvicorn options as the gateway) taking 64 MiB
@@ -53,6 +55,8 @@ from compare_load import (
     Filled,
     ListWalker,
     Measured,
+    RawListWalker,
+    RawS3,
     Target,
     delete_objects_op,
     download_op,
@@ -386,6 +390,31 @@ class Bench:
                 "ops/s",
                 1,
                 run,
+                self.plan.list_budget,
+                note=note,
+            )
+
+            def run_raw(target: Target, r: int, rounds: int, seconds: float) -> Measured:
+                walker = RawListWalker(bucket, len(fill[target.name].keys))
+                raw = RawS3(target)
+                try:
+                    return drive(
+                        "ListObjectsV2 raw",
+                        "ops/s",
+                        [raw],
+                        range(self.plan.list_pages // rounds),
+                        walker,
+                        seconds,
+                        self.stop,
+                    )
+                finally:
+                    raw.close()
+
+            self.alternate(
+                f"ListObjectsV2 1000 of {n // 1000}k, raw + lxml",
+                "ops/s",
+                1,
+                run_raw,
                 self.plan.list_budget,
                 note=note,
             )
