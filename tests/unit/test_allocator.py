@@ -8,22 +8,38 @@ import pytest
 
 from nodeserver.allocator import tune_malloc
 
+ALL = ["mmap_threshold", "trim_threshold", "arena_max"]
+VARIABLES = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_ARENA_MAX")
+glibc = pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="mallopt is glibc's")
 
-@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="mallopt thresholds are glibc's")
-def test_applies_on_glibc(monkeypatch: pytest.MonkeyPatch) -> None:
-    for var in ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "S3COMPAT_MALLOC_TUNING"):
+
+@pytest.fixture(autouse=True)
+def clean(monkeypatch: pytest.MonkeyPatch) -> None:
+    for var in (*VARIABLES, "S3COMPAT_MALLOC_TUNING"):
         monkeypatch.delenv(var, raising=False)
-    assert tune_malloc() is True
 
 
+@glibc
+def test_applies_on_glibc() -> None:
+    assert tune_malloc() == ALL
+
+
+@glibc
 @pytest.mark.parametrize(
-    ("var", "value"),
+    ("var", "value", "applied"),
     [
-        ("MALLOC_MMAP_THRESHOLD_", "131072"),
-        ("MALLOC_TRIM_THRESHOLD_", "131072"),
-        ("S3COMPAT_MALLOC_TUNING", "0"),
+        ("MALLOC_MMAP_THRESHOLD_", "131072", ["arena_max"]),
+        ("MALLOC_TRIM_THRESHOLD_", "131072", ["arena_max"]),
+        ("MALLOC_ARENA_MAX", "4", ["mmap_threshold", "trim_threshold"]),
     ],
 )
-def test_the_environment_wins(monkeypatch: pytest.MonkeyPatch, var: str, value: str) -> None:
+def test_the_operators_variables_win(
+    monkeypatch: pytest.MonkeyPatch, var: str, value: str, applied: list[str]
+) -> None:
     monkeypatch.setenv(var, value)
-    assert tune_malloc() is False
+    assert tune_malloc() == applied
+
+
+def test_turned_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("S3COMPAT_MALLOC_TUNING", "0")
+    assert tune_malloc() == []
