@@ -101,7 +101,7 @@ class Runtime:
         s = self.settings
         if not s.database_url:
             raise SystemExit("DATABASE_URL is not set")
-        pool = await open_pool(s.database_url)
+        pool = await open_pool(s.database_url, on_statement=metrics.count_statement)
         self._pool = pool
         self.meta = PgMetadata(pool, delete_grace=timedelta(seconds=s.delete_grace))
         if not s.node_token:

@@ -10,6 +10,8 @@ Names follow Prometheus conventions, and operations are labelled with AWS action
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextvars import ContextVar
+from typing import Any
 
 from prometheus_client import (
     CollectorRegistry,
@@ -52,6 +54,23 @@ BYTES_OUT = Counter(
     ["operation"],
     registry=REGISTRY,
 )
+# The AWS action the current task serves: set by the gateway for each request, inherited by
+# the tasks the request starts. Work outside any request (janitor, reloads) is "background".
+OPERATION: ContextVar[str] = ContextVar("s3compat_operation", default="background")
+DB_STATEMENTS = Counter(
+    "s3compat_db_statements_total",
+    "Statements sent to PostgreSQL, each one round trip (BEGIN and COMMIT included), by the "
+    "operation they served",
+    ["operation"],
+    registry=REGISTRY,
+)
+
+
+def count_statement(_query: Any) -> None:
+    """asyncpg query logger: called (in the caller's context) after every statement."""
+    DB_STATEMENTS.labels(OPERATION.get()).inc()
+
+
 DEGRADED_READS = Counter(
     "s3compat_degraded_reads_total",
     "Segments rebuilt from parity because a data fragment was missing, corrupt or slow",

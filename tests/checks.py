@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import re
+import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -41,3 +44,42 @@ def listed(s3: Any, bucket: str, prefix: str = "") -> dict[str, dict[str, Any]]:
         for obj in page.get("Contents", []):
             found[obj["Key"]] = obj
     return found
+
+
+def scrape_metrics(endpoint: str) -> dict[str, float]:
+    """`/-/metrics` as {'name{labels}': value}."""
+    with urllib.request.urlopen(endpoint + "/-/metrics", timeout=10) as resp:
+        text = resp.read().decode()
+    out = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            out[name] = float(value)
+    return out
+
+
+def metric_value(samples: dict[str, float], name: str, **labels: str) -> float:
+    """The first sample of `name` whose labels include `labels` (0 if none)."""
+    for key, value in samples.items():
+        metric, _, rest = key.partition("{")
+        if metric != name:
+            continue
+        found = dict(re.findall(r'(\w+)="([^"]*)"', rest))
+        if all(found.get(k) == v for k, v in labels.items()):
+            return value
+    return 0.0
+
+
+def statements_per_request(endpoint: str, operation: str, request: Callable[[], object]) -> int:
+    """The fewest database statements `operation` took over five runs of `request`.
+
+    asyncpg adds a few introspection statements the first time a connection meets a type,
+    so a single run can show more; the fewest is what each request needs."""
+    name = "s3compat_db_statements_total"
+    counts = []
+    for _ in range(5):
+        before = metric_value(scrape_metrics(endpoint), name, operation=operation)
+        request()
+        after = metric_value(scrape_metrics(endpoint), name, operation=operation)
+        counts.append(int(after - before))
+    return min(counts)

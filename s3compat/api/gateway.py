@@ -189,6 +189,7 @@ class Gateway:
         if user is None:  # the key was removed between the two lookups
             raise errors.InvalidAccessKeyId()
         request.state.op = found.op.value
+        metrics.OPERATION.set(found.op.value)  # this request's task only
         handler = HANDLERS.get(found.op)
         if handler is None:
             raise errors.NotImplementedError_(f"{found.op.value} is not implemented.")

@@ -71,6 +71,8 @@ class ObjectRecord:
     parts: tuple[ObjectPart, ...]
     parts_count: int | None = None  # set for multipart objects
     checksums: dict[str, str] | None = None  # flexible checksum: algorithm -> base64
+    # The whole body, when it is stored inline (one small blob) and was read with the row.
+    inline: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -185,6 +185,13 @@ class MetadataStore(Protocol):
 
     async def get_object(self, bucket: str, key: str) -> ObjectRecord | None: ...
 
+    async def read_object(
+        self, bucket: str, key: str, *, with_body: bool
+    ) -> tuple[Bucket | None, ObjectRecord | None]:
+        """The bucket and the object in one step; with `with_body`, an object stored inline
+        comes with its body (ObjectRecord.inline)."""
+        ...
+
     async def commit_object(
         self,
         obj: NewObject,

@@ -174,6 +174,23 @@ _OBJECT_COLUMNS = """bucket, key, size, etag, last_modified, content_type, heade
 # $1 bucket, $2 key
 GET_OBJECT = f"SELECT {_OBJECT_COLUMNS} FROM objects WHERE bucket = $1 AND key = $2"
 
+# GetObject and HeadObject in one round trip: the bucket (its owner decides access), the
+# object row if any, and with $3 the body of an object kept inline in its one blob.
+# No row: no bucket. $1 bucket, $2 key, $3 with_body
+READ_OBJECT = f"""
+SELECT bk.name, bk.owner, bk.region, bk.created_at, o.*, bl.inline_data
+FROM buckets bk
+LEFT JOIN LATERAL (
+    SELECT {_OBJECT_COLUMNS} FROM objects WHERE bucket = bk.name AND key = $2
+) o ON true
+LEFT JOIN LATERAL (
+    SELECT inline_data FROM blobs
+    WHERE $3 AND cardinality(o.part_blobs) = 1 AND blob_id = o.part_blobs[1]
+      AND state IN ('committed', 'deleting')
+) bl ON true
+WHERE bk.name = $1
+"""
+
 # Serialises writers of one key inside their transaction, so that "read the old row, replace
 # it, release its blobs" cannot interleave with another writer. $1 bucket, $2 key
 LOCK_KEY = "SELECT pg_advisory_xact_lock(hashtextextended($1 || '/' || $2, 0))"

@@ -39,28 +39,50 @@ from s3compat.metadata import queries
 from s3compat.metadata.migrate import migrate
 
 
-async def _init_connection(conn: asyncpg.Connection) -> None:
-    await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+async def open_pool(
+    dsn: str,
+    *,
+    min_size: int = 2,
+    max_size: int = 20,
+    on_statement: Callable[[Any], None] | None = None,
+) -> asyncpg.Pool:
+    """Connect, apply the schema, and return a pool whose connections decode jsonb.
 
-
-async def open_pool(dsn: str, *, min_size: int = 2, max_size: int = 20) -> asyncpg.Pool:
-    """Connect, apply the schema, and return a pool whose connections decode jsonb."""
+    `on_statement` is called after every statement the pool's connections run (asyncpg's
+    query logger, in the context of the task that ran it), BEGIN and COMMIT included.
+    """
     conn = await asyncpg.connect(dsn)
     try:
         await migrate(conn)
     finally:
         await conn.close()
+
+    async def init(conn: asyncpg.Connection) -> None:
+        await conn.set_type_codec(
+            "jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog"
+        )
+        if on_statement is not None:
+            conn.add_query_logger(on_statement)
+
     pool: asyncpg.Pool = await asyncpg.create_pool(
-        dsn, min_size=min_size, max_size=max_size, init=_init_connection
+        dsn, min_size=min_size, max_size=max_size, init=init, reset=_keep_session
     )
     return pool
+
+
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """What a released connection needs beyond asyncpg's own rollback of an unfinished
+    transaction: nothing. asyncpg's default reset (unlock advisory locks, close cursors,
+    UNLISTEN, RESET ALL) is one more round trip on every release, i.e. on every statement
+    outside a transaction; this module takes only transaction-scoped locks and never
+    changes session state, so there is nothing for it to undo."""
 
 
 def _bucket(row: asyncpg.Record) -> Bucket:
     return Bucket(row["name"], row["owner"], row["region"], row["created_at"])
 
 
-def _object(row: asyncpg.Record) -> ObjectRecord:
+def _object(row: asyncpg.Record, inline: bytes | None = None) -> ObjectRecord:
     parts = []
     offset = 0
     for blob_id, size in zip(row["part_blobs"], row["part_sizes"], strict=True):
@@ -78,6 +100,7 @@ def _object(row: asyncpg.Record) -> ObjectRecord:
         parts=tuple(parts),
         parts_count=row["parts_count"],
         checksums=row["checksums"],
+        inline=inline,
     )
 
 
@@ -271,6 +294,16 @@ class PgMetadata:
     async def get_object(self, bucket: str, key: str) -> ObjectRecord | None:
         row = await self._fetchrow(queries.GET_OBJECT, bucket, key)
         return _object(row) if row else None
+
+    async def read_object(
+        self, bucket: str, key: str, *, with_body: bool
+    ) -> tuple[Bucket | None, ObjectRecord | None]:
+        row = await self._fetchrow(queries.READ_OBJECT, bucket, key, with_body)
+        if row is None:
+            return None, None
+        if row["key"] is None:
+            return _bucket(row), None
+        return _bucket(row), _object(row, row["inline_data"])
 
     async def commit_object(
         self,

@@ -10,6 +10,16 @@ from s3compat.core.naming import check_bucket_name
 from s3compat.core.ports import MetadataStore
 
 
+def check_access(name: str, bucket: Bucket | None, owner: str | None) -> Bucket:
+    """`bucket` as found under `name`: NoSuchBucket if none, AccessDenied if `owner` is
+    given and is not its owner."""
+    if bucket is None:
+        raise errors.NoSuchBucket(BucketName=name)
+    if owner is not None and bucket.owner != owner:
+        raise errors.AccessDenied()
+    return bucket
+
+
 class BucketService:
     def __init__(self, meta: MetadataStore, region: str) -> None:
         self.meta = meta
@@ -37,12 +47,7 @@ class BucketService:
 
     async def get_bucket(self, name: str, owner: str | None = None) -> Bucket:
         """The bucket, or NoSuchBucket; AccessDenied if `owner` is given and differs."""
-        bucket = await self.meta.get_bucket(name)
-        if bucket is None:
-            raise errors.NoSuchBucket(BucketName=name)
-        if owner is not None and bucket.owner != owner:
-            raise errors.AccessDenied()
-        return bucket
+        return check_access(name, await self.meta.get_bucket(name), owner)
 
     async def list_buckets(self, owner: str) -> list[Bucket]:
         return await self.meta.list_buckets(owner)

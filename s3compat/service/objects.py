@@ -21,6 +21,7 @@ from s3compat.core.ports import MetadataStore, NodeDirectory
 from s3compat.service import listing
 from s3compat.service.blob_reader import HEDGE_SECONDS, BlobReader, FailureReport
 from s3compat.service.blobs import HEARTBEAT_SECONDS, BodyChecks, read_inline, store_blob
+from s3compat.service.buckets import check_access
 
 log = logging.getLogger(__name__)
 
@@ -117,18 +118,7 @@ class ObjectService:
             heartbeat=self.heartbeat,
             quorum=self.quorum,
         )
-        new = NewObject(
-            bucket=req.bucket,
-            key=req.key,
-            size=blob.size,
-            etag=f'"{blob.md5.hex()}"',
-            content_type=req.content_type,
-            headers=req.headers,
-            user_meta=req.user_meta,
-            part_blobs=[blob.blob_id],
-            part_sizes=[blob.size],
-            checksums=dict([blob.checksum]) if blob.checksum else None,
-        )
+        new = _single_blob_object(req, blob.blob_id, blob.size, blob.md5, blob.checksum)
         try:
             return await self.meta.commit_object(
                 new, blob.blob_id, blob.md5, blob.chunks, req.condition
@@ -147,18 +137,7 @@ class ObjectService:
         """
         small = await read_inline(body, checks)
         blob_id = uuid.uuid4()
-        new = NewObject(
-            bucket=req.bucket,
-            key=req.key,
-            size=len(small.data),
-            etag=f'"{small.md5.hex()}"',
-            content_type=req.content_type,
-            headers=req.headers,
-            user_meta=req.user_meta,
-            part_blobs=[blob_id],
-            part_sizes=[len(small.data)],
-            checksums=dict([small.checksum]) if small.checksum else None,
-        )
+        new = _single_blob_object(req, blob_id, len(small.data), small.md5, small.checksum)
         return await self.meta.commit_inline_object(
             new, blob_id, self.codec, small.md5, small.data, req.condition
         )
@@ -213,6 +192,18 @@ class ObjectService:
             raise errors.NoSuchKey(Key=key)
         return record
 
+    async def read_object(
+        self, bucket: str, key: str, owner: str | None, *, with_body: bool
+    ) -> ObjectRecord:
+        """GetObject's and HeadObject's look-up, one metadata round trip: NoSuchBucket,
+        AccessDenied (unless `owner` owns the bucket), NoSuchKey. With `with_body`, a body
+        kept inline comes with the record, so reading it needs no further round trip."""
+        found, record = await self.meta.read_object(bucket, key, with_body=with_body)
+        check_access(bucket, found, owner)
+        if record is None:
+            raise errors.NoSuchKey(Key=key)
+        return record
+
     async def delete_object(self, bucket: str, key: str) -> None:
         """Idempotent: deleting a missing key succeeds, as in S3."""
         if not await self.meta.delete_object(bucket, key) and (
@@ -262,6 +253,9 @@ class ObjectService:
     async def _stream(
         self, record: ObjectRecord, first: int, last: int
     ) -> AsyncGenerator[bytes, None]:
+        if record.inline is not None:  # read with the row (read_object)
+            yield record.inline[first : last + 1]
+            return
         for part in record.parts:
             lo = max(first, part.offset)
             hi = min(last, part.offset + part.size - 1)
@@ -275,6 +269,28 @@ class ObjectService:
                 continue
             async for piece in self._reader(blob).stream(lo - part.offset, hi - part.offset):
                 yield piece
+
+
+def _single_blob_object(
+    req: PutRequest,
+    blob_id: uuid.UUID,
+    size: int,
+    md5: bytes,
+    checksum: tuple[str, str] | None,
+) -> NewObject:
+    """PutObject's row: one blob, the MD5 for ETag, the flexible checksum if one was sent."""
+    return NewObject(
+        bucket=req.bucket,
+        key=req.key,
+        size=size,
+        etag=f'"{md5.hex()}"',
+        content_type=req.content_type,
+        headers=req.headers,
+        user_meta=req.user_meta,
+        part_blobs=[blob_id],
+        part_sizes=[size],
+        checksums=dict([checksum]) if checksum else None,
+    )
 
 
 async def _prepend(head: bytes, rest: AsyncGenerator[bytes, None]) -> AsyncGenerator[bytes, None]:

@@ -16,7 +16,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from s3compat.settings import Settings
-from tests.checks import body, multipart_etag
+from tests.checks import body, multipart_etag, statements_per_request
 from tests.cluster import Cluster, stopped, wait_for
 
 LIMIT = Settings().inline_max
@@ -240,6 +240,41 @@ def test_conditional_create_of_an_inline_object(s3: Any) -> None:
 def test_put_into_a_missing_bucket(cluster: Cluster) -> None:
     with pytest.raises(ClientError) as err:
         cluster.client().put_object(Bucket="no-such-bucket-here", Key="k", Body=b"x")
+    assert err.value.response["Error"]["Code"] == "NoSuchBucket"
+
+
+def test_reads_of_an_inline_object_take_one_statement(cluster: Cluster, s3: Any) -> None:
+    """GetObject finds the bucket, the object and its inline body in one statement; so do
+    HeadObject and a GET of a missing key."""
+    s3.put_object(Bucket=s3.bucket, Key="k", Body=b"one round trip")
+
+    def get() -> None:
+        assert body(s3, s3.bucket, "k") == b"one round trip"
+
+    def get_range() -> None:
+        got = s3.get_object(Bucket=s3.bucket, Key="k", Range="bytes=4-8")["Body"].read()
+        assert got == b"round"
+
+    def get_missing() -> None:
+        with pytest.raises(ClientError) as err:
+            s3.get_object(Bucket=s3.bucket, Key="missing")
+        assert err.value.response["Error"]["Code"] == "NoSuchKey"
+
+    def head() -> None:
+        assert s3.head_object(Bucket=s3.bucket, Key="k")["ContentLength"] == 14
+
+    for request in (get, get_range, get_missing):
+        assert statements_per_request(cluster.endpoint, "GetObject", request) == 1
+    assert statements_per_request(cluster.endpoint, "HeadObject", head) == 1
+
+
+def test_reads_in_a_missing_bucket(s3: Any) -> None:
+    for call in (s3.get_object, s3.head_object):
+        with pytest.raises(ClientError) as err:
+            call(Bucket="no-such-bucket-here", Key="k")
+        assert err.value.response["ResponseMetadata"]["HTTPStatusCode"] == 404
+    with pytest.raises(ClientError) as err:
+        s3.get_object(Bucket="no-such-bucket-here", Key="k")
     assert err.value.response["Error"]["Code"] == "NoSuchBucket"
 
 

@@ -96,6 +96,15 @@ def test_other_users_bucket(cluster: Cluster, s3: Any, bucket: str) -> None:
     with pytest.raises(ClientError) as exc:
         other.list_objects_v2(Bucket=bucket)
     assert _code(exc) == ("AccessDenied", 403)
+    # Reads are refused whether or not the key exists, so they tell nothing about it.
+    s3.put_object(Bucket=bucket, Key="k", Body=b"mine")
+    for key in ("k", "missing"):
+        with pytest.raises(ClientError) as exc:
+            other.get_object(Bucket=bucket, Key=key)
+        assert _code(exc) == ("AccessDenied", 403)
+        with pytest.raises(ClientError) as exc:
+            other.head_object(Bucket=bucket, Key=key)
+        assert exc.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
 
 
 def test_recreating_own_bucket_outside_us_east_1(tmp_path: Path) -> None:

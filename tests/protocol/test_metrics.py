@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import re
 import urllib.request
 from typing import Any
 
+from tests.checks import metric_value as _value
+from tests.checks import scrape_metrics, statements_per_request
 from tests.cluster import Cluster
 
 
@@ -13,24 +14,7 @@ def _scrape(cluster: Cluster) -> dict[str, float]:
     with urllib.request.urlopen(cluster.endpoint + "/-/metrics", timeout=10) as resp:
         assert resp.status == 200
         assert resp.headers["Content-Type"].startswith("text/plain")
-        text = resp.read().decode()
-    out = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            name, _, value = line.rpartition(" ")
-            out[name] = float(value)
-    return out
-
-
-def _value(samples: dict[str, float], name: str, **labels: str) -> float:
-    for key, value in samples.items():
-        metric, _, rest = key.partition("{")
-        if metric != name:
-            continue
-        found = dict(re.findall(r'(\w+)="([^"]*)"', rest))
-        if all(found.get(k) == v for k, v in labels.items()):
-            return value
-    return 0.0
+    return scrape_metrics(cluster.endpoint)
 
 
 def test_requests_latency_and_bytes_are_counted(cluster: Cluster, s3: Any, bucket: str) -> None:
@@ -65,3 +49,23 @@ def test_metrics_path_is_not_a_bucket(cluster: Cluster, s3: Any) -> None:
     assert "-" not in names
     status, _, _ = cluster.raw("PUT", "/-")
     assert status == 400  # InvalidBucketName: `-` can never be a bucket
+
+
+def test_database_statements_are_counted_by_operation(
+    cluster: Cluster, s3: Any, bucket: str
+) -> None:
+    """A GET of an object on the nodes is two statements (the bucket and the object in one,
+    then its blob), a HEAD one; the janitor's work is counted apart, as background."""
+    s3.put_object(Bucket=bucket, Key="k", Body=b"on the nodes")
+
+    def get() -> None:
+        assert s3.get_object(Bucket=bucket, Key="k")["Body"].read() == b"on the nodes"
+
+    assert statements_per_request(cluster.endpoint, "GetObject", get) == 2
+    assert (
+        statements_per_request(
+            cluster.endpoint, "HeadObject", lambda: s3.head_object(Bucket=bucket, Key="k")
+        )
+        == 1
+    )
+    assert _value(_scrape(cluster), "s3compat_db_statements_total", operation="background") > 0

@@ -180,6 +180,16 @@ class MemoryMetadata:
         record = self.objects.get((bucket, key))
         return _copy(record) if record else None
 
+    async def read_object(
+        self, bucket: str, key: str, *, with_body: bool
+    ) -> tuple[Bucket | None, ObjectRecord | None]:
+        found = self.buckets.get(bucket)
+        record = await self.get_object(bucket, key) if found else None
+        if record is None or not with_body or len(record.parts) != 1:
+            return found, record
+        blob = await self.get_blob(record.parts[0].blob_id)
+        return found, replace(record, inline=blob.inline if blob else None)
+
     async def commit_object(
         self,
         obj: NewObject,

@@ -117,14 +117,15 @@ def _not_modified(ctx: RequestContext, record: ObjectRecord) -> Response | None:
     )
 
 
-async def _read(ctx: RequestContext) -> tuple[ObjectRecord, Response | None]:
-    await ctx.services.buckets.get_bucket(ctx.bucket, ctx.user)
-    record = await ctx.services.objects.get_object(ctx.bucket, ctx.key)
+async def _read(ctx: RequestContext, *, with_body: bool) -> tuple[ObjectRecord, Response | None]:
+    record = await ctx.services.objects.read_object(
+        ctx.bucket, ctx.key, ctx.user, with_body=with_body
+    )
     return record, _not_modified(ctx, record)
 
 
 async def head_object(ctx: RequestContext) -> Response:
-    record, early = await _read(ctx)
+    record, early = await _read(ctx, with_body=False)
     if early is not None:
         return early
     status, span = _span(ctx, record)
@@ -133,7 +134,7 @@ async def head_object(ctx: RequestContext) -> Response:
 
 
 async def get_object(ctx: RequestContext) -> Response:
-    record, early = await _read(ctx)
+    record, early = await _read(ctx, with_body=True)
     if early is not None:
         return early
     status, span = _span(ctx, record)
