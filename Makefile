@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-stamp
 PORT ?= 9000
 DATA ?= data
 
-.PHONY: dev test test-slow lint client-tools bench bench-quick clean
+.PHONY: dev test test-slow lint client-tools bench bench-quick bench-scale clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -42,6 +42,10 @@ bench: $(STAMP)
 
 bench-quick: $(STAMP)
 	$(BIN)/python benchmarks/bench_compare.py --quick
+
+# Database statements and CPU per request by S3 action; two gateways on one database.
+bench-scale: $(STAMP)
+	$(BIN)/python benchmarks/bench_scale.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

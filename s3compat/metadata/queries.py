@@ -108,31 +108,38 @@ DELETE_BUCKET = "DELETE FROM buckets WHERE name = $1"
 
 # --- blobs and chunks -----------------------------------------------------------------
 
-# The intent record. $1 blob_id, $2 k, $3 m, $4 fragment_size
+# The intent record: the blob and one chunk row per node, in one statement (atomic by
+# itself, one round trip). $1 blob_id, $2 k, $3 m, $4 fragment_size, $5 idx[], $6 node_id[]
 INSERT_BLOB = """
-INSERT INTO blobs (blob_id, state, k, m, fragment_size) VALUES ($1, 'writing', $2, $3, $4)
-"""
-# $1 blob_id, $2 idx[], $3 node_id[]
-INSERT_CHUNKS = """
+WITH blob AS (
+    INSERT INTO blobs (blob_id, state, k, m, fragment_size)
+    VALUES ($1, 'writing', $2, $3, $4)
+    RETURNING blob_id
+)
 INSERT INTO chunks (blob_id, idx, node_id)
-SELECT $1, idx, node_id FROM unnest($2::smallint[], $3::text[]) AS t (idx, node_id)
+SELECT blob.blob_id, t.idx, t.node_id
+FROM blob, unnest($5::smallint[], $6::text[]) AS t (idx, node_id)
 """
 # $1 blob_id
 HEARTBEAT_BLOB = "UPDATE blobs SET heartbeat_at = now() WHERE blob_id = $1 AND state = 'writing'"
 # $1 blob_id
 ABORT_BLOB = "UPDATE blobs SET state = 'aborted' WHERE blob_id = $1 AND state = 'writing'"
-# $1 blob_id, $2 size, $3 md5, $4 refs -> 1 row if the blob was still being written
+# The blob committed with its stored chunks' sizes and checksums, in one statement; the
+# chunks are updated only if the blob was still being written.
+# $1 blob_id, $2 size, $3 md5, $4 refs, $5 idx[], $6 size[], $7 checksum[], $8 frag_sums[]
+# -> 1 row if the blob was still being written (else nothing changed)
 COMMIT_BLOB = """
-UPDATE blobs SET state = 'committed', size = $2, md5 = $3, refs = $4
-WHERE blob_id = $1 AND state = 'writing'
-RETURNING blob_id
-"""
-# $1 blob_id, $2 idx[], $3 size[], $4 checksum[], $5 frag_sums[]
-COMMIT_CHUNKS = """
-UPDATE chunks c SET size = t.size, checksum = t.checksum, frag_sums = t.frag_sums
-FROM unnest($2::smallint[], $3::bigint[], $4::bytea[], $5::bytea[])
-     AS t (idx, size, checksum, frag_sums)
-WHERE c.blob_id = $1 AND c.idx = t.idx
+WITH done AS (
+    UPDATE blobs SET state = 'committed', size = $2, md5 = $3, refs = $4
+    WHERE blob_id = $1 AND state = 'writing'
+    RETURNING blob_id
+), stored AS (
+    UPDATE chunks c SET size = t.size, checksum = t.checksum, frag_sums = t.frag_sums
+    FROM done, unnest($5::smallint[], $6::bigint[], $7::bytea[], $8::bytea[])
+         AS t (idx, size, checksum, frag_sums)
+    WHERE c.blob_id = done.blob_id AND c.idx = t.idx
+)
+SELECT blob_id FROM done
 """
 # $1 blob_id[] (one entry per reference dropped; duplicates count twice), $2 grace period
 # (interval) during which GETs that resolved the old version can still finish reading it.
@@ -146,10 +153,13 @@ WHERE b.blob_id = d.blob_id AND b.state = 'committed'
 """
 # $1 blob_id, $2 k, $3 m, $4 fragment_size, $5 size, $6 md5, $7 data: a small body kept in
 # the row (schema version 5), committed at once with one reference (its object's, inserted
-# in the same transaction).
+# in the same transaction). The statement first takes the lock of the object's key
+# ($8 bucket, $9 key; as LOCK_KEY), so the transaction's next statements see the key's
+# latest version, and the inline PutObject saves a round trip.
 INSERT_INLINE_BLOB = """
+WITH locked AS (SELECT pg_advisory_xact_lock(hashtextextended($8 || '/' || $9, 0)))
 INSERT INTO blobs (blob_id, state, k, m, fragment_size, size, md5, refs, inline_data)
-VALUES ($1, 'committed', $2, $3, $4, $5, $6, 1, $7)
+SELECT $1, 'committed', $2, $3, $4, $5, $6, 1, $7 FROM locked
 """
 # $1 blob_id. Chunk columns are NULL for an inline blob (it has no chunk rows).
 GET_BLOB = """

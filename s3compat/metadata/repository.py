@@ -250,16 +250,15 @@ class PgMetadata:
 
     async def begin_blob(self, blob_id: uuid.UUID, codec: Codec, nodes: Sequence[str]) -> None:
         """Write the intent record (blob + one chunk row per node) before any byte moves."""
-        try:
-            async with self._pool.acquire() as conn, conn.transaction():
-                await conn.execute(
-                    queries.INSERT_BLOB, blob_id, codec.k, codec.m, codec.fragment_size
-                )
-                await conn.execute(
-                    queries.INSERT_CHUNKS, blob_id, list(range(len(nodes))), list(nodes)
-                )
-        except Exception as exc:
-            raise _translate(exc) from exc
+        await self._execute(
+            queries.INSERT_BLOB,
+            blob_id,
+            codec.k,
+            codec.m,
+            codec.fragment_size,
+            list(range(len(nodes))),
+            list(nodes),
+        )
 
     async def heartbeat_blob(self, blob_id: uuid.UUID) -> None:
         await self._execute(queries.HEARTBEAT_BLOB, blob_id)
@@ -322,11 +321,9 @@ class PgMetadata:
         exactly one can win.
         """
         async with self._object_transaction(obj.bucket) as conn:
-            done = await conn.fetchval(queries.COMMIT_BLOB, blob_id, obj.size, md5, 1)
-            if done is None:
+            if await self._commit_blob(conn, blob_id, obj.size, md5, chunks) is None:
                 # The janitor aborted it (our heartbeat went stale): nothing is visible.
                 raise errors.InternalError("the write was interrupted; please retry")
-            await self._commit_chunks(conn, blob_id, chunks)
             row = await self._replace_object(conn, obj, condition)
         return _object(row)
 
@@ -352,8 +349,10 @@ class PgMetadata:
                 len(data),
                 md5,
                 data,
+                obj.bucket,
+                obj.key,
             )
-            row = await self._replace_object(conn, obj, condition)
+            row = await self._replace_object(conn, obj, condition, locked=True)
         return _object(row)
 
     @contextlib.asynccontextmanager
@@ -371,17 +370,23 @@ class PgMetadata:
             raise _translate(exc) from exc
 
     @staticmethod
-    async def _commit_chunks(
-        conn: Any, blob_id: uuid.UUID, chunks: Sequence[CommittedChunk]
-    ) -> None:
-        await conn.execute(
-            queries.COMMIT_CHUNKS,
+    async def _commit_blob(
+        conn: Any, blob_id: uuid.UUID, size: int, md5: bytes, chunks: Sequence[CommittedChunk]
+    ) -> uuid.UUID | None:
+        """COMMIT_BLOB with one reference: the blob id, or None if it was no longer being
+        written (the janitor aborted it), in which case nothing changed."""
+        done: uuid.UUID | None = await conn.fetchval(
+            queries.COMMIT_BLOB,
             blob_id,
+            size,
+            md5,
+            1,
             [c.index for c in chunks],
             [c.size for c in chunks],
             [c.checksum for c in chunks],
             [c.frag_sums for c in chunks],
         )
+        return done
 
     async def _replace_object(
         self,
@@ -599,9 +604,8 @@ class PgMetadata:
             async with self._pool.acquire() as conn, conn.transaction():
                 if await conn.fetchrow(queries.LOCK_UPLOAD, upload_id, bucket, key) is None:
                     raise errors.NoSuchUpload(UploadId=str(upload_id))
-                if await conn.fetchval(queries.COMMIT_BLOB, blob_id, size, md5, 1) is None:
+                if await self._commit_blob(conn, blob_id, size, md5, chunks) is None:
                     raise errors.InternalError("the write was interrupted; please retry")
-                await self._commit_chunks(conn, blob_id, chunks)
                 old = await conn.fetchval(
                     queries.UPSERT_PART, upload_id, part_number, blob_id, size, etag, checksums
                 )
