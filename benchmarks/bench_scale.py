@@ -22,6 +22,7 @@ Run: `python benchmarks/bench_scale.py [--quick]` (or `make bench-scale`)
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import sys
 import tempfile
@@ -164,6 +165,7 @@ def per_request_costs(cluster: Cluster, plan: Plan, stop: threading.Event) -> li
     target.new_client().create_bucket(Bucket=BUCKET)
     meter = CpuMeter(cluster)
     costs: list[Cost] = []
+    written: list[str] = []  # deleted at the end, in batches of 1000
 
     def rows(size: int, threads: int, count: int, unit: str) -> None:
         payload = os.urandom(size)
@@ -205,24 +207,7 @@ def per_request_costs(cluster: Cluster, plan: Plan, stop: threading.Event) -> li
                     run(head_op(BUCKET, size), done),
                 )
             )
-        batches = [done[i : i + 1000] for i in range(0, len(done), 1000)]
-        costs.append(
-            measure(
-                f"DeleteObjects of {name} (1 thr)",
-                "DeleteObjects",
-                cluster.endpoint,
-                meter,
-                lambda: drive(
-                    "DeleteObjects",
-                    "ops/s",
-                    clients[:1],
-                    batches,
-                    delete_objects_op(BUCKET),
-                    plan.budget,
-                    stop,
-                ),
-            )
-        )
+        written.extend(done)
 
     rows(4 * KIB, 8, plan.small_count, "ops/s")
     rows(1 * MIB, 4, plan.small_count // 4, "MB/s")
@@ -245,6 +230,21 @@ def per_request_costs(cluster: Cluster, plan: Plan, stop: threading.Event) -> li
         )
     finally:
         raw.close()
+    clients = target.clients(1)
+    for bucket, keys in (("listing", filled.keys), (BUCKET, written)):
+        batches = [keys[i : i + 1000] for i in range(0, len(keys), 1000)]
+        delete = functools.partial(
+            drive, "DeleteObjects", "ops/s", clients, batches, delete_objects_op(bucket)
+        )
+        costs.append(
+            measure(
+                f"DeleteObjects of 1000 ({bucket}, 1 thr)",
+                "DeleteObjects",
+                cluster.endpoint,
+                meter,
+                functools.partial(delete, plan.budget, stop),
+            )
+        )
     return costs
 
 
