@@ -12,7 +12,9 @@ from s3compat.core.models import ListPage
 from s3compat.core.naming import prefix_upper_bound
 from s3compat.core.ports import MetadataStore
 
-MAX_BATCH = 1000
+# Rows per query: a full page of 1000 plus the one that tells whether it is truncated, so a
+# page without delimiter roll-ups is one query.
+MAX_BATCH = 1001
 
 
 def _common_prefix(key: str, prefix: str, delimiter: str | None) -> str | None:

@@ -69,3 +69,21 @@ def test_database_statements_are_counted_by_operation(
         == 1
     )
     assert _value(_scrape(cluster), "s3compat_db_statements_total", operation="background") > 0
+
+
+def test_a_page_of_1000_keys_is_two_statements(cluster: Cluster, s3: Any, bucket: str) -> None:
+    """The bucket, then 1001 rows in one query (the last says whether it is truncated)."""
+    keys = [f"k{i:04d}" for i in range(1001)]
+    copy = {"Bucket": bucket, "CopySource": {"Bucket": bucket, "Key": "k0000"}}
+    s3.put_object(Bucket=bucket, Key=keys[0], Body=b"")
+    for key in keys[1:]:
+        s3.copy_object(Key=key, **copy)
+
+    def page() -> None:
+        listed = s3.list_objects_v2(Bucket=bucket)
+        assert listed["KeyCount"] == 1000 and listed["IsTruncated"]
+
+    assert statements_per_request(cluster.endpoint, "ListObjectsV2", page) == 2
+    for start in (0, 1000):
+        batch = [{"Key": k} for k in keys[start : start + 1000]]
+        s3.delete_objects(Bucket=bucket, Delete={"Objects": batch, "Quiet": True})
