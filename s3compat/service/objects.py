@@ -7,6 +7,7 @@ The only code (with blobs.py) that combines metadata with chunks.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator
@@ -267,8 +268,11 @@ class ObjectService:
             if blob.inline is not None:
                 yield blob.inline[lo - part.offset : hi - part.offset + 1]
                 continue
-            async for piece in self._reader(blob).stream(lo - part.offset, hi - part.offset):
-                yield piece
+            # aclosing: a client that goes away closes the reader's node streams at once.
+            reader = self._reader(blob).stream(lo - part.offset, hi - part.offset)
+            async with contextlib.aclosing(reader):
+                async for piece in reader:
+                    yield piece
 
 
 def _single_blob_object(

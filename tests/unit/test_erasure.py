@@ -17,7 +17,7 @@ from s3compat.core import errors
 from s3compat.core.layout import PLAIN_SPLIT, RS_4_2, Codec, chunk_id
 from s3compat.core.models import Blob, ChunkPlacement, NodeInfo
 from s3compat.core.ports import ChunkNotFound, NodeUnavailable, StoredChunk
-from s3compat.service.blob_reader import BlobReader
+from s3compat.service.blob_reader import STREAM_SEGMENTS, BlobReader
 from s3compat.service.blobs import BlobWriter, BodyChecks, default_quorum
 from s3compat.service.erasure import ErasureCoder, NotEnoughFragments
 from tests.unit.memory_metadata import MemoryMetadata
@@ -70,6 +70,15 @@ class FakeNode:
     mode: str = "ok"  # ok | down | hang | corrupt
     reads: int = 0
     fail_after_bytes: int | None = None  # writes fail once this many bytes arrived
+    # Streams: frames of this size (not aligned to fragments), every call recorded as
+    # (chunk id, offset, length); `stream_fault` = (what, after how many bytes of a stream)
+    # with what in down | hang | corrupt; `open_streams` counts streams not yet closed and
+    # `delivered` the bytes all streams have yielded.
+    frame: int = 50
+    stream_calls: list[tuple[str, int, int | None]] = field(default_factory=list)
+    stream_fault: tuple[str, int] | None = None
+    open_streams: int = 0
+    delivered: int = 0
 
     async def _gate(self) -> None:
         if self.mode == "down":
@@ -86,6 +95,37 @@ class FakeNode:
         if self.mode == "corrupt":
             data = bytes([data[0] ^ 1]) + data[1:]
         return data
+
+    async def stream_chunk(
+        self, cid: str, offset: int = 0, length: int | None = None
+    ) -> AsyncIterator[bytes]:
+        self.stream_calls.append((cid, offset, length))
+        self.open_streams += 1
+        try:
+            await self._gate()
+            if cid not in self.chunks:
+                raise ChunkNotFound(self.node_id, cid)
+            chunk = self.chunks[cid]
+            data = bytearray(chunk[offset : len(chunk) if length is None else offset + length])
+            what, after = self.stream_fault or ("", len(data))
+            if self.mode == "corrupt":
+                what, after = "corrupt", 0
+            if what == "corrupt" and after < len(data):
+                data[after] ^= 1
+            for at in range(0, len(data), self.frame):
+                if what in ("down", "hang") and at + self.frame > after:
+                    if after > at:
+                        self.delivered += after - at
+                        yield bytes(data[at:after])  # the bytes before the fault arrive
+                    if what == "down":
+                        raise NodeUnavailable(self.node_id, "connection lost")
+                    await asyncio.Event().wait()
+                await asyncio.sleep(0)  # let other streams and tasks run between frames
+                frame = bytes(data[at : at + self.frame])
+                self.delivered += len(frame)
+                yield frame
+        finally:
+            self.open_streams -= 1
 
     async def open_chunk_writer(self, cid: str) -> FakeWriter:
         await self._gate()
@@ -159,12 +199,16 @@ def test_healthy_read_fetches_only_the_data_fragments_it_needs() -> None:
         nodes = FakeNodes()
         _, blob = await _write(nodes, SMALL, DATA)
         assert await _read(nodes, blob, 0, 999) == DATA
-        # Four segments, four data fragments each; parity never read.
-        assert [nodes.nodes[f"n{i}"].reads for i in range(6)] == [4, 4, 4, 4, 0, 0]
-        for node in nodes.nodes.values():
-            node.reads = 0
+        # Four segments: a stream per data chunk for every STREAM_SEGMENTS of them; parity
+        # never read.
+        per_chunk = -(-4 // STREAM_SEGMENTS)
+        streams = [len(nodes.nodes[f"n{i}"].stream_calls) for i in range(6)]
+        assert streams == [per_chunk] * 4 + [0, 0]
+        assert sum(n.reads for n in nodes.nodes.values()) == 0
+        # Within one segment: one call per data fragment it needs, no stream.
         assert await _read(nodes, blob, 70, 75) == DATA[70:76]
         assert sum(n.reads for n in nodes.nodes.values()) == 1
+        assert sum(len(n.stream_calls) for n in nodes.nodes.values()) == 4 * per_chunk
 
     asyncio.run(run())
 
@@ -256,9 +300,20 @@ def test_a_chunk_that_failed_is_not_asked_again_in_the_same_read() -> None:
         )
         got = b"".join([piece async for piece in reader.stream(0, 999)])
         assert got == DATA
-        # Four segments: n0 is tried for the first one and the one read ahead with it
-        # (both started before the first failed), never for the last two; reported once.
-        assert nodes.nodes["n0"].reads == 2
+        # Four segments: n0's stream fails at once; the segment read ahead waits for its
+        # turn at the streams, so n0 is never asked again; reported once.
+        assert len(nodes.nodes["n0"].stream_calls) == 1
+        assert nodes.nodes["n0"].reads == 0
+        assert reported == [0]
+        # Within one segment, a failed call is not repeated either.
+        reported.clear()
+        reader = BlobReader(
+            nodes,  # type: ignore[arg-type]
+            blob,
+            report=lambda _blob, index, _exc: reported.append(index),
+        )
+        assert b"".join([piece async for piece in reader.stream(0, 200)]) == DATA[:201]
+        assert nodes.nodes["n0"].reads == 1
         assert reported == [0]
 
     asyncio.run(run())
