@@ -674,6 +674,10 @@ def report(bench: Bench, servers: Servers, idle_gw_kib: int) -> int:
     plan, sampler = bench.plan, bench.sampler
     pids = {n: int(p) for n, p in servers.cluster.info["pids"].items() if p}
     gw_hwm = proc_status_kib(pids["gateway"], "VmHWM") or 0
+    # Each worker's own peak (VmHWM): what one gateway process needs, whatever the count.
+    worker_hwm = [
+        (pid, proc_status_kib(pid, "VmHWM") or 0) for pid in process_tree(pids["gateway"])[1:]
+    ]
     end_rss = cluster_rss(pids)
     end_pss = {
         group: sum(pss_kib(p) for root in roots for p in process_tree(root))
@@ -705,8 +709,14 @@ def report(bench: Bench, servers: Servers, idle_gw_kib: int) -> int:
     print(
         f"  our gateway: idle {mib(idle_gw_kib)}, "
         f"peak {mib(sampler.peak_kib('gateway', everything))} "
-        f"(VmRSS sampled every {sampler.interval:g}s), VmHWM {mib(gw_hwm)}"
+        f"(VmRSS sampled every {sampler.interval:g}s, all its processes), "
+        f"VmHWM {mib(gw_hwm)} (the supervising process)"
     )
+    if worker_hwm:
+        print(
+            "  each gateway child's own peak (VmHWM): "
+            + ", ".join(f"{pid}: {mib(kib)}" for pid, kib in worker_hwm)
+        )
     print(
         f"  all ours: peak {mib(sampler.peak_kib('ours', everything))} "
         "(RSS summed: PostgreSQL's shared buffers count once per backend)"
