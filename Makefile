@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-stamp
 PORT ?= 9000
 DATA ?= data
 
-.PHONY: dev test test-slow lint client-tools bench bench-quick bench-scale clean
+.PHONY: dev test test-slow lint client-tools bench bench-quick bench-scale bench-scale-quick clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -46,6 +46,9 @@ bench-quick: $(STAMP)
 # Database statements and CPU per request by S3 action; two gateways on one database.
 bench-scale: $(STAMP)
 	$(BIN)/python benchmarks/bench_scale.py
+
+bench-scale-quick: $(STAMP)
+	$(BIN)/python benchmarks/bench_scale.py --quick
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
