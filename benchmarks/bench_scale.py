@@ -16,7 +16,9 @@ process, the product's other defaults) in a temporary directory, then:
    until one of those is saturated; on the 2-core benchmark machine the client, both
    gateways, PostgreSQL and the nodes share the same two cores.
 
-Run: `python benchmarks/bench_scale.py [--quick]` (or `make bench-scale`)
+Run: `python benchmarks/bench_scale.py [--quick] [--env VAR=VALUE …]` (or `make bench-scale`);
+`--env` compares a setting, e.g. `--env S3COMPAT_INLINE_MAX=0` (small bodies on the nodes)
+or `--env S3COMPAT_MALLOC_TUNING=0` (glibc's allocator defaults).
 """
 
 from __future__ import annotations
@@ -291,10 +293,22 @@ def scale_out(cluster: Cluster, plan: Plan, stop: threading.Event) -> list[tuple
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer requests (about a minute)")
+    parser.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="VAR=VALUE",
+        help="a setting for every cluster process, e.g. S3COMPAT_INLINE_MAX=0 (repeatable)",
+    )
     args = parser.parse_args(argv)
     plan = QUICK if args.quick else FULL
     stop = threading.Event()
     env = {**default_cluster_env(), "S3COMPAT_WORKERS": "1"}
+    for setting in args.env:
+        var, sep, value = setting.partition("=")
+        if not sep:
+            parser.error(f"--env wants VAR=VALUE, not {setting!r}")
+        env[var] = value
     with tempfile.TemporaryDirectory(prefix="s3compat-scale-") as tmp:
         cluster = Cluster(Path(tmp) / "cluster", env=env).start()
         try:

@@ -103,7 +103,7 @@ class Settings:
     virtual_host_domain: str | None = None
     host: str = "127.0.0.1"
     port: int = 9000
-    workers: int = field(default_factory=lambda: available_cores())
+    workers: int = field(default_factory=available_cores)
     tls_cert: str | None = None
     tls_key: str | None = None
     fragment_size: int = 1 << 20
