@@ -23,10 +23,13 @@ the supervisor stop everything and exit 1.
 
 from __future__ import annotations
 
+import errno
+import http.client
 import json
 import os
 import secrets
 import signal
+import socket
 import ssl
 import subprocess
 import sys
@@ -66,6 +69,34 @@ class DevOptions:
     secret_key: str | None = field(default=None, repr=False)
     extra_env: dict[str, str] = field(default_factory=dict)
     tls: bool = False
+
+
+def _reserve_port(host: str, port: int) -> socket.socket | None:
+    """A socket bound (not listening) to the gateway's address, so that the kernel hands
+    that port to no other socket until it is closed; RuntimeError if the port is taken.
+
+    None when there is nothing to hold: port 0, or a host that does not resolve here (the
+    gateway reports that itself)."""
+    if port == 0:
+        return None
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+    except OSError:
+        return None
+    sock = socket.socket(family, kind, proto)
+    try:
+        # As the gateway binds: its own connections left in TIME_WAIT by a restart on the
+        # same port do not count; a socket listening there does.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise RuntimeError(f"port {port} on {host} is already in use") from None
+        return None
+    return sock
 
 
 def dev_credentials(
@@ -232,8 +263,8 @@ class Supervisor:
                 if not healthy:
                     return
                 exc.close()
-            except (urllib.error.URLError, OSError):
-                pass
+            except (urllib.error.URLError, OSError, http.client.HTTPException):
+                pass  # not listening yet, or not yet ours (its exit is caught above)
             time.sleep(0.1)
         raise RuntimeError(f"the gateway did not become healthy; see {self.logs / 'gateway.log'}")
 
@@ -244,31 +275,38 @@ class Supervisor:
         master_key = dev_master_key(self.data)
         if self.opts.tls:
             self._prepare_tls()
-        database_url = os.environ.get("DATABASE_URL", "")
-        if not database_url:
-            self.pg = EmbeddedPostgres(self.data / "postgres")
-            database_url = self.pg.start()
-        self.database_url = database_url
-        for i in range(1, NODE_COUNT + 1):
-            self._start_node(f"node{i}")
-        settings = Settings.from_env().with_(
-            database_url=database_url,
-            nodes=tuple(self.node_addresses.items()),
-            host=self.opts.host,
-            port=self.opts.port,
-            access_key=access,
-            secret_key=secret,
-            user=DEV_USER,
-            node_token=node_token,
-            cluster_id=self.cluster_id,
-            master_key=master_key,
-        )
-        if self.tls is not None:
-            settings = settings.with_(tls_cert=str(self.tls.cert), tls_key=str(self.tls.key))
-        self.gateway_env = {**os.environ, **settings.to_env(), **self.opts.extra_env}
-        if self.tls is None:  # HTTPS only with --tls: the endpoint printed says http://
-            self.gateway_env.pop("S3COMPAT_TLS_CERT", None)
-            self.gateway_env.pop("S3COMPAT_TLS_KEY", None)
+        # Hold the gateway's port while PostgreSQL and the nodes pick theirs (the nodes bind
+        # port 0), so that none of them can be handed it meanwhile.
+        reserved = _reserve_port(self.opts.host, self.opts.port)
+        try:
+            database_url = os.environ.get("DATABASE_URL", "")
+            if not database_url:
+                self.pg = EmbeddedPostgres(self.data / "postgres")
+                database_url = self.pg.start()
+            self.database_url = database_url
+            for i in range(1, NODE_COUNT + 1):
+                self._start_node(f"node{i}")
+            settings = Settings.from_env().with_(
+                database_url=database_url,
+                nodes=tuple(self.node_addresses.items()),
+                host=self.opts.host,
+                port=self.opts.port,
+                access_key=access,
+                secret_key=secret,
+                user=DEV_USER,
+                node_token=node_token,
+                cluster_id=self.cluster_id,
+                master_key=master_key,
+            )
+            if self.tls is not None:
+                settings = settings.with_(tls_cert=str(self.tls.cert), tls_key=str(self.tls.key))
+            self.gateway_env = {**os.environ, **settings.to_env(), **self.opts.extra_env}
+            if self.tls is None:  # HTTPS only with --tls: the endpoint printed says http://
+                self.gateway_env.pop("S3COMPAT_TLS_CERT", None)
+                self.gateway_env.pop("S3COMPAT_TLS_KEY", None)
+        finally:
+            if reserved is not None:
+                reserved.close()
         self._start_gateway()
         self._wait_gateway()
         info = self._write_info()
