@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import importlib
 import zlib
@@ -50,9 +51,16 @@ ALGORITHMS: tuple[str, ...] = ("CRC32", "CRC32C", "CRC64NVME", "SHA1", "SHA256")
 CRC_ALGORITHMS: frozenset[str] = frozenset({"CRC32", "CRC32C", "CRC64NVME"})
 HEADER_PREFIX = "x-amz-checksum-"
 
-# awscrt ships no type information; importing it by name keeps mypy strict without a
-# project-wide override, and the typed wrappers below are the only place it is touched.
-_crt: Any = importlib.import_module("awscrt.checksums")
+
+@functools.cache
+def _crt() -> Any:
+    """awscrt's checksums, imported at first use: they cost each gateway worker about 6 MiB
+    of resident memory, and most clients send CRC32 (zlib) or no checksum at all.
+
+    awscrt ships no type information; importing it by name keeps mypy strict without a
+    project-wide override, and the typed wrappers below are the only place it is touched.
+    """
+    return importlib.import_module("awscrt.checksums")
 
 
 class UnknownAlgorithm(ValueError):
@@ -64,11 +72,11 @@ def _zlib_crc32(data: BytesLike, crc: int) -> int:
 
 
 def _crt_crc32c(data: BytesLike, crc: int) -> int:
-    return int(_crt.crc32c(data, crc))
+    return int(_crt().crc32c(data, crc))
 
 
 def _crt_crc64nvme(data: BytesLike, crc: int) -> int:
-    return int(_crt.crc64nvme(data, crc))
+    return int(_crt().crc64nvme(data, crc))
 
 
 @dataclass(frozen=True, slots=True)
