@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from s3compat.core.layout import DEFAULT_FRAGMENT_SIZE
+
 ENV_VARS = {
     "DATABASE_URL": "PostgreSQL URL (postgresql://user:pass@host:port/db)",
     "S3COMPAT_NODES": "storage nodes: id=host:port,id=host:port,…",
@@ -32,7 +34,7 @@ ENV_VARS = {
     "S3COMPAT_TLS_CERT": "PEM certificate (chain) file: the gateway serves HTTPS; needs "
     "S3COMPAT_TLS_KEY",
     "S3COMPAT_TLS_KEY": "PEM private key file of S3COMPAT_TLS_CERT",
-    "S3COMPAT_FRAGMENT_SIZE": "fragment size F in bytes for new blobs, default 1048576",
+    "S3COMPAT_FRAGMENT_SIZE": "fragment size F in bytes for new blobs, default 524288",
     "S3COMPAT_EC_K": "data fragments per segment (k) for new blobs, default 4",
     "S3COMPAT_EC_M": "parity fragments per segment (m) for new blobs, default 2; k + m must "
     "be 6 (one chunk per node); m = 0 is the plain split",
@@ -106,7 +108,7 @@ class Settings:
     workers: int = field(default_factory=available_cores)
     tls_cert: str | None = None
     tls_key: str | None = None
-    fragment_size: int = 1 << 20
+    fragment_size: int = DEFAULT_FRAGMENT_SIZE
     ec_k: int = 4
     ec_m: int = 2
     write_quorum: int | None = None

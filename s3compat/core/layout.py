@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 CHUNKS_PER_BLOB = 6
-DEFAULT_FRAGMENT_SIZE = 1 << 20
+DEFAULT_FRAGMENT_SIZE = 512 << 10
 FRAGMENT_SUM_SIZE = 8  # xxh3_64 digest of one stored fragment
 # liberasurecode's fragment header (pyeclib), in front of every fragment of a parity codec.
 PARITY_HEADER_SIZE = 80

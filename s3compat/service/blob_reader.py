@@ -8,7 +8,7 @@ its checksum is skipped and reported, and the segment is rebuilt from any k good
 more node, so a slow node does not set the latency.
 
 A range over two or more segments is streamed instead: one RetrieveChunk stream per data
-chunk for every STREAM_SEGMENTS segments rather than a call per fragment, each call costing
+chunk for every STREAM_BYTES of it rather than a call per fragment, each call costing
 the node about 1 ms of CPU. Fragment i of consecutive segments lies end to end in chunk i,
 and a byte range wants index i in a contiguous run of segments (the segments inside the
 range want every index; only its first and last segment can leave some out), so one
@@ -45,11 +45,14 @@ log = logging.getLogger(__name__)
 
 HEDGE_SECONDS = 0.5
 
-STREAM_SEGMENTS = 2
-"""Segments one chunk stream covers at most: what a stream can leave in the gateway's gRPC
-buffers is bounded by what it asked for. Measured on a 5 GiB download (3 ranged GETs at a
-time) against per-fragment calls: gateway RSS growth 96 -> 108 MiB with 2, 138 with 4, and
-152-194 with one stream per run; 64 MiB GETs 459 -> 518 MB/s with 2 (631 unbounded)."""
+STREAM_BYTES = 3 << 19
+"""Bytes of one chunk that a stream covers at most (whole fragments, at least one): what a
+stream can leave in the gateway's gRPC buffers is bounded by what it asked for. With 1 MiB
+fragments on a 5 GiB download (3 ranged GETs at a time), gateway RSS growth was 96 MiB with
+per-fragment calls, 108 with 2 MiB per stream, 138 with 4 MiB and 152-194 with one stream
+per run. With 512 KiB fragments, bench-quick's busiest gateway worker peaked at 163 MiB
+with 2 MiB per stream, 136 with 1.5 MiB and 135 with 1 MiB, 64 MiB GETs at about 586, 493
+and 491 MB/s (noisy: +-10 % between runs)."""
 
 # Called with (blob, chunk index, the failure) whenever a fragment could not be used.
 FailureReport = Callable[[Blob, int, NodeError], None]
@@ -80,7 +83,7 @@ class BlobReader:
         self.hexid = blob.blob_id.hex
         self.hedge = hedge
         self.report = report
-        self.stream_segments = stream_segments or STREAM_SEGMENTS
+        self.stream_segments = stream_segments or max(1, STREAM_BYTES // blob.codec.fragment_size)
         self.coder = ErasureCoder(blob.codec)
         # Chunks that failed once in this read: later segments go around them at once
         # (no round trip each), and each is reported once.
@@ -297,9 +300,9 @@ class _ChunkStreams:
     """The data chunks' streams of one multi-segment read, taken from segment by segment.
 
     A chunk's stream is opened by the first segment that wants its index, for the next
-    STREAM_SEGMENTS segments of the run that do; when it ends, the next segment opens the
-    next one. A chunk whose stream failed or lagged is marked bad and never streamed again
-    in this read. Segments take their fragments
+    `stream_segments` segments of the run that do (STREAM_BYTES of the chunk); when it
+    ends, the next segment opens the next one. A chunk whose stream failed or lagged is
+    marked bad and never streamed again in this read. Segments take their fragments
     strictly in order and one at a time (`take` holds a lock, which the segment tasks
     queue on in the order they were started), so no stream is ever read by two tasks at
     once or out of order. Between segments each stream holds at most the rest of one frame.

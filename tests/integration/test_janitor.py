@@ -43,7 +43,7 @@ def test_client_disconnect_mid_put_leaves_no_object_and_no_chunks(
     sock.sendall(_signed_put_head(cluster, f"/{bucket}/partial", 20 * MiB))
     sent = 0
     piece = b"z" * MiB
-    while sent < 13 * MiB:  # two full 6 MiB segments reach the nodes, then the client dies
+    while sent < 13 * MiB:  # several full segments reach the nodes, then the client dies
         sock.sendall(piece)
         sent += len(piece)
     # Wait until the gateway has begun storing (a 'writing' blob exists), then vanish.

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from s3compat.core.layout import DEFAULT_FRAGMENT_SIZE
 from s3compat.core.ring import Ring
 from tests.cluster import Cluster, wait_for
 
@@ -29,22 +30,23 @@ def test_round_trip(s3: Any, bucket: str, size: int) -> None:
 
 
 def test_ranges_cross_fragment_and_segment_boundaries(s3: Any, bucket: str) -> None:
-    # Default layout: 1 MiB fragments, 6 MiB segments. 13 MiB + 5 B spans three segments,
-    # the last one short (5 bytes, padded across six fragments).
-    size = 13 * MiB + 5
+    # Default layout: k = 4 fragments of F bytes, segments of 4F. Six segments and 5 bytes:
+    # the last segment short (5 bytes, padded across the four data fragments).
+    frag = DEFAULT_FRAGMENT_SIZE
+    seg = 4 * frag
+    size = 6 * seg + 5
     data = os.urandom(size)
     s3.put_object(Bucket=bucket, Key="big", Body=data)
-    seg = 6 * MiB
     ranges = [
         (0, 0),
-        (MiB - 1, MiB),  # fragment (chunk) boundary inside segment 0
+        (frag - 1, frag),  # fragment (chunk) boundary inside segment 0
         (seg - 3, seg + 2),  # segment boundary
-        (MiB - 10, 3 * MiB + 10),  # several fragments
+        (frag - 10, 3 * frag + 10),  # several fragments
         (seg - 1, 2 * seg),  # a whole segment and a bit on each side
-        (2 * seg, size - 1),  # the short last segment
+        (6 * seg, size - 1),  # the short last segment
         (size - 1, size - 1),
         (0, size - 1),
-        (5 * MiB + 17, 7 * MiB + 17),
+        (5 * frag + 17, 7 * frag + 17),
     ]
     for first, last in ranges:
         got = s3.get_object(Bucket=bucket, Key="big", Range=f"bytes={first}-{last}")
@@ -58,7 +60,7 @@ def test_ranges_cross_fragment_and_segment_boundaries(s3: Any, bucket: str) -> N
 
 
 def test_chunks_sit_on_the_six_nodes_the_ring_names(cluster: Cluster, s3: Any, bucket: str) -> None:
-    data = os.urandom(3 * MiB + 11)
+    data = os.urandom(MiB + 11)  # under one 2 MiB segment
     s3.put_object(Bucket=bucket, Key="placed", Body=data)
     [row] = cluster.sql(
         "SELECT part_blobs[1] AS blob_id FROM objects WHERE bucket = $1 AND key = $2",

@@ -33,7 +33,7 @@ from tests.conftest import SECOND_USER
 
 KiB = 1 << 10
 MiB = 1 << 20
-SEGMENT = 6 * MiB  # k × F of the default codec: six 1 MiB fragments
+SEGMENT = 6 * MiB  # a multiple of the default segment (k × F = 2 MiB): its edges are segment edges
 SMALL_MIN_PART = 1024
 
 
@@ -455,7 +455,7 @@ def test_other_users_cannot_touch_an_upload(cluster: Cluster, s3: Any, mb: str) 
 
 @pytest.fixture
 def source(ss3: Any, sb: str) -> bytes:
-    """A 14 MiB + 5 source object: three 6 MiB segments, the last one partial."""
+    """A 14 MiB + 5 source object: three 6 MiB stretches on segment edges, the last partial."""
     data = _data(14 * MiB + 5, "source")
     ss3.put_object(Bucket=sb, Key="src", Body=data)
     return data
@@ -1332,7 +1332,7 @@ def test_completed_and_aborted_uploads_leave_the_listing(ss3: Any, sb: str) -> N
 
 # --- reads of multipart objects (session cluster: real 5 MiB+ parts) ------------------
 
-# Parts that are not multiples of the 6 MiB segment, so part and segment edges interleave.
+# Parts that are not multiples of the segment, so part and segment edges interleave.
 READ_PART_SIZES = [7 * MiB + 3, SEGMENT + 11, 5 * MiB + 5, 123]
 
 

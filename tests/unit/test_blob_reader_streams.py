@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import os
 import random
+import uuid
 from collections.abc import Awaitable, Callable
 
 import pytest
@@ -17,7 +18,7 @@ from s3compat.core import errors
 from s3compat.core.layout import BlobLayout, Codec, chunk_id
 from s3compat.core.models import Blob
 from s3compat.core.ports import NodeError
-from s3compat.service.blob_reader import BlobReader, _join, _run_ends
+from s3compat.service.blob_reader import STREAM_BYTES, BlobReader, _join, _run_ends
 from tests.unit.test_erasure import SMALL, FakeNodes, _write
 
 # With SMALL (k=4, F=64): segments of 256 bytes, stored fragments of 80 + 64 = 144 bytes.
@@ -379,3 +380,16 @@ def test_a_chunk_that_failed_in_one_window_is_not_streamed_in_the_next(what: str
         _assert_all_closed(nodes)
 
     _run(run)
+
+
+@pytest.mark.parametrize(
+    ("fragment_size", "window"),
+    [(512 << 10, 3), (1 << 20, 1), (256 << 10, 6), (64 << 20, 1), (64, STREAM_BYTES // 64)],
+)
+def test_the_default_window_is_a_byte_budget_per_stream(fragment_size: int, window: int) -> None:
+    """Each stream asks for at most STREAM_BYTES of its chunk (whole fragments, at least
+    one), whatever the blob's fragment size: blobs written with another S3COMPAT_FRAGMENT_SIZE
+    keep the same bound on what their streams can buffer."""
+    codec = Codec(k=4, m=2, fragment_size=fragment_size)
+    blob = Blob(uuid.uuid4(), codec, 10 * fragment_size, ())
+    assert BlobReader(FakeNodes(), blob).stream_segments == window  # type: ignore[arg-type]

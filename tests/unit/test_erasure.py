@@ -17,7 +17,7 @@ from s3compat.core import errors
 from s3compat.core.layout import PLAIN_SPLIT, RS_4_2, Codec, chunk_id
 from s3compat.core.models import Blob, ChunkPlacement, NodeInfo
 from s3compat.core.ports import ChunkNotFound, NodeUnavailable, StoredChunk
-from s3compat.service.blob_reader import STREAM_SEGMENTS, BlobReader
+from s3compat.service.blob_reader import BlobReader
 from s3compat.service.blobs import BlobWriter, BodyChecks, default_quorum
 from s3compat.service.erasure import ErasureCoder, NotEnoughFragments
 from tests.unit.memory_metadata import MemoryMetadata
@@ -199,9 +199,9 @@ def test_healthy_read_fetches_only_the_data_fragments_it_needs() -> None:
         nodes = FakeNodes()
         _, blob = await _write(nodes, SMALL, DATA)
         assert await _read(nodes, blob, 0, 999) == DATA
-        # Four segments: a stream per data chunk for every STREAM_SEGMENTS of them; parity
-        # never read.
-        per_chunk = -(-4 // STREAM_SEGMENTS)
+        # Four segments: a stream per data chunk for every window of them; parity never read.
+        window = BlobReader(nodes, blob).stream_segments  # type: ignore[arg-type]
+        per_chunk = -(-4 // window)
         streams = [len(nodes.nodes[f"n{i}"].stream_calls) for i in range(6)]
         assert streams == [per_chunk] * 4 + [0, 0]
         assert sum(n.reads for n in nodes.nodes.values()) == 0

@@ -9,6 +9,7 @@ from __future__ import annotations
 import random
 import re
 import uuid
+from dataclasses import replace
 
 import pytest
 
@@ -227,10 +228,10 @@ def test_tiny_blobs_in_the_plain_split() -> None:
                 assert _assemble(layout, chunks, first, last) == blob[first : last + 1]
 
 
-def test_rs_4_2_default_fragment_math() -> None:
+def test_rs_4_2_fragment_math() -> None:
     """k=4, m=2 with 1 MiB fragments: numbers worked out by hand. Every stored fragment is
     an 80-byte coder header (H) and its payload."""
-    codec = RS_4_2
+    codec = replace(RS_4_2, fragment_size=MiB)
     H = 80
     assert codec.header_size == H
     assert codec.width == CHUNKS_PER_BLOB
