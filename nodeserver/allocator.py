@@ -1,12 +1,13 @@
 """glibc allocator settings for the processes that move bulk bytes (nodes and gateways).
 
-Both hand 1 MiB frames and 4 MiB erasure-code segments from allocation to allocation. With
-glibc's defaults, buffers that size are served by mmap and returned with munmap (or carved
-from the heap top and trimmed back to the kernel soon after), so every new buffer is fresh
-pages the kernel must fault in and zero. Measured on the 2-core benchmark machine with 64
-MiB objects (`benchmarks/bench_scale.py --quick --env S3COMPAT_MALLOC_TUNING=0` against the
-default): node CPU per GET 157 -> 105 ms and gateway CPU per PUT 497 -> 352 ms once buffers
-up to 16 MiB stay on the heap and up to 32 MiB of free heap is kept.
+Both hand 1 MiB frames and erasure-code segments (2 MiB by default) from allocation to
+allocation. With glibc's defaults, buffers that size are served by mmap and returned with
+munmap (or carved from the heap top and trimmed back to the kernel soon after), so every new
+buffer is fresh pages the kernel must fault in and zero. Measured on the 2-core benchmark
+machine with 64 MiB objects (`benchmarks/bench_scale.py --quick --env
+S3COMPAT_MALLOC_TUNING=0` against the default): node CPU per GET 157 -> 105 ms and gateway
+CPU per PUT 497 -> 352 ms once buffers up to 16 MiB stay on the heap and up to 32 MiB of
+free heap is kept.
 
 At most two malloc arenas (ARENA_MAX): in bench-quick this cut the gateway's peak RSS from
 571 to 381 MiB (two workers) at the same throughput.
