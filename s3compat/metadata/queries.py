@@ -106,6 +106,14 @@ FROM buckets WHERE name = $1 FOR UPDATE
 """
 DELETE_BUCKET = "DELETE FROM buckets WHERE name = $1"
 
+
+def _key_lock(bucket: str, key: str) -> str:
+    """The advisory-lock id of an object key, from the SQL expressions naming its bucket and
+    key. Every statement that locks a key spells it through here: two spellings that hashed
+    differently would let two writers of one key run at once."""
+    return f"hashtextextended({bucket} || '/' || {key}, 0)"
+
+
 # --- blobs and chunks -----------------------------------------------------------------
 
 # The intent record: the blob and one chunk row per node, in one statement (atomic by
@@ -156,8 +164,8 @@ WHERE b.blob_id = d.blob_id AND b.state = 'committed'
 # in the same transaction). The statement first takes the lock of the object's key
 # ($8 bucket, $9 key; as LOCK_KEY), so the transaction's next statements see the key's
 # latest version, and the inline PutObject saves a round trip.
-INSERT_INLINE_BLOB = """
-WITH locked AS (SELECT pg_advisory_xact_lock(hashtextextended($8 || '/' || $9, 0)))
+INSERT_INLINE_BLOB = f"""
+WITH locked AS (SELECT pg_advisory_xact_lock({_key_lock("$8", "$9")}))
 INSERT INTO blobs (blob_id, state, k, m, fragment_size, size, md5, refs, inline_data)
 SELECT $1, 'committed', $2, $3, $4, $5, $6, 1, $7 FROM locked
 """
@@ -203,14 +211,14 @@ WHERE bk.name = $1
 
 # Serialises writers of one key inside their transaction, so that "read the old row, replace
 # it, release its blobs" cannot interleave with another writer. $1 bucket, $2 key
-LOCK_KEY = "SELECT pg_advisory_xact_lock(hashtextextended($1 || '/' || $2, 0))"
+LOCK_KEY = f"SELECT pg_advisory_xact_lock({_key_lock('$1', '$2')})"
 
 # Two keys at once (CopyObject: source and destination), in one global order, so that two
 # copies crossing each other's keys can never wait on each other in a cycle.
 # $1 bucket[], $2 key[] (parallel)
-LOCK_KEYS = """
+LOCK_KEYS = f"""
 SELECT pg_advisory_xact_lock(h) FROM (
-    SELECT DISTINCT hashtextextended(b || '/' || k, 0) AS h
+    SELECT DISTINCT {_key_lock("b", "k")} AS h
     FROM unnest($1::text[], $2::text[]) AS t (b, k)
     ORDER BY h
 ) ordered
